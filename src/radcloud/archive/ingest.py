@@ -1,0 +1,255 @@
+"""The one ingest path: every way in (STOW-RS, REST upload, C-STORE, CLI) calls ``store``.
+
+receive → validate (nothing written on failure) → blob written atomically →
+index rows + full metadata in one transaction → blob removed again if the
+transaction did not commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from radcloud.archive.service import Archive
+from radcloud.config import DuplicatePolicy
+from radcloud.dicom.names import name_key
+from radcloud.dicom.parse import (
+    PATIENT_TAGS,
+    SERIES_TAGS,
+    STUDY_TAGS,
+    ParsedInstance,
+    parse_file,
+)
+from radcloud.errors import StudyMismatch
+from radcloud.store.blobs import FileStorage, new_key
+from radcloud.store.models import Instance, Patient, Series, Study
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """Outcome of storing one object."""
+
+    status: str  # "stored" | "duplicate" | "replaced"
+    sop_class_uid: str
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    size: int
+    sha256: str
+
+
+def spool(archive: Archive) -> tuple[BinaryIO, Path]:
+    """A temp file on the blob file system to stream an incoming object into."""
+    if isinstance(archive.storage, FileStorage):
+        return archive.storage.spool()
+    archive.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
+    fd, name = tempfile.mkstemp(dir=archive.settings.tmp_dir, suffix=".part")
+    return os.fdopen(fd, "w+b"), Path(name)
+
+
+def store_bytes(archive: Archive, data: bytes, **kw: str | None) -> StoreResult:
+    """Store an object held in memory (small objects, tests, wrapped files)."""
+    fh, path = spool(archive)
+    with fh:
+        fh.write(data)
+    return store(archive, path, **kw)  # type: ignore[arg-type]
+
+
+def store_copy(archive: Archive, src: Path, **kw: str | None) -> StoreResult:
+    """Store a copy of a file the caller keeps (CLI import)."""
+    fh, path = spool(archive)
+    with fh, open(src, "rb") as inp:
+        shutil.copyfileobj(inp, fh, 1024 * 1024)
+    return store(archive, path, **kw)  # type: ignore[arg-type]
+
+
+def store(
+    archive: Archive,
+    path: Path,
+    *,
+    source: str = "",
+    expected_study_uid: str | None = None,
+) -> StoreResult:
+    """Validate, keep and index the spooled object at ``path`` (consumed either way).
+
+    Raises a :mod:`radcloud.errors` error and leaves nothing behind when the
+    object is refused.
+    """
+    key: str | None = None
+    committed = False
+    try:
+        parsed = parse_file(path)
+        if expected_study_uid and parsed.study_uid != expected_study_uid:
+            raise StudyMismatch(
+                f"instance belongs to study {parsed.study_uid}, not {expected_study_uid}"
+            )
+        sha = _sha256(path)
+        key = new_key()
+        archive.storage.put_file(key, path)
+        result, stale = archive.retrying(
+            lambda: _index(archive, parsed, key, sha, source)  # type: ignore[arg-type]
+        )
+        committed = True
+        if result.status == "duplicate":
+            archive.storage.delete(key)
+        if stale:
+            archive.storage.delete(stale)
+        return result
+    finally:
+        if Path(path).exists():
+            os.unlink(path)
+        if key is not None and not committed:
+            archive.storage.delete(key)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _insert(archive: Archive, table: type) -> object:
+    ins = sqlite_insert if archive.dialect == "sqlite" else pg_insert
+    return ins(table)
+
+
+def _index(
+    archive: Archive, p: ParsedInstance, key: str, sha: str, source: str
+) -> tuple[StoreResult, str | None]:
+    with archive.write() as conn:
+        series_fk = _series_fk(archive, conn, p)
+        row = dict(
+            sop_uid=p.sop_uid,
+            series_fk=series_fk,
+            sop_class_uid=p.sop_class_uid,
+            instance_number=p.integer("InstanceNumber"),
+            transfer_syntax_uid=p.transfer_syntax_uid,
+            rows=p.integer("Rows"),
+            columns=p.integer("Columns"),
+            bits_allocated=p.integer("BitsAllocated"),
+            number_of_frames=p.integer("NumberOfFrames"),
+            blob_key=key,
+            size=p.size,
+            sha256=sha,
+            frames_json=orjson.dumps(p.frames).decode() if p.frames is not None else None,
+            metadata_json=orjson.dumps(p.metadata).decode(),
+            source=source[:80],
+            created_at=_now(),
+        )
+        stmt = _insert(archive, Instance).values(**row).on_conflict_do_nothing(  # type: ignore[attr-defined]
+            index_elements=["sop_uid"]
+        )
+        inserted = conn.execute(stmt).rowcount == 1
+        status, stale = "stored", None
+        if not inserted:
+            status, stale = _duplicate(archive, conn, p, row)
+        conn.execute(update(Series).where(Series.id == series_fk).values(updated_at=_now()))
+    result = StoreResult(status, p.sop_class_uid, p.sop_uid, p.study_uid, p.series_uid, p.size, sha)
+    return result, stale
+
+
+def _duplicate(
+    archive: Archive, conn: Connection, p: ParsedInstance, row: dict[str, object]
+) -> tuple[str, str | None]:
+    """Apply the duplicate policy; returns (status, blob key that is no longer used)."""
+    old_key = conn.scalar(select(Instance.blob_key).where(Instance.sop_uid == p.sop_uid))
+    if archive.settings.duplicate_policy is DuplicatePolicy.KEEP:
+        return "duplicate", None
+    values = {k: v for k, v in row.items() if k not in ("sop_uid", "created_at")}
+    conn.execute(update(Instance).where(Instance.sop_uid == p.sop_uid).values(**values))
+    return "replaced", old_key
+
+
+def _series_fk(archive: Archive, conn: Connection, p: ParsedInstance) -> int:
+    fk = conn.scalar(select(Series.id).where(Series.series_uid == p.series_uid))
+    if fk is not None:
+        return int(fk)
+    study_fk = _study_fk(archive, conn, p)
+    values = dict(
+        series_uid=p.series_uid,
+        study_fk=study_fk,
+        modality=p.text("Modality")[:16],
+        series_number=p.integer("SeriesNumber"),
+        series_description=p.text("SeriesDescription")[:64],
+        body_part=p.text("BodyPartExamined")[:64],
+        pps_start_date=p.text("PerformedProcedureStepStartDate")[:8],
+        pps_start_time=p.text("PerformedProcedureStepStartTime")[:16],
+        attrs_json=orjson.dumps(p.subset(SERIES_TAGS)).decode(),
+        created_at=_now(),
+        updated_at=_now(),
+    )
+    conn.execute(
+        _insert(archive, Series).values(**values).on_conflict_do_nothing(index_elements=["series_uid"])  # type: ignore[attr-defined]
+    )
+    return int(conn.scalar(select(Series.id).where(Series.series_uid == p.series_uid)))  # type: ignore[arg-type]
+
+
+def _study_fk(archive: Archive, conn: Connection, p: ParsedInstance) -> int:
+    fk = conn.scalar(select(Study.id).where(Study.study_uid == p.study_uid))
+    if fk is not None:
+        return int(fk)
+    patient_fk = _patient_fk(archive, conn, p)
+    attrs = {**p.subset(PATIENT_TAGS), **p.subset(STUDY_TAGS)}
+    values = dict(
+        study_uid=p.study_uid,
+        patient_fk=patient_fk,
+        study_date=p.text("StudyDate")[:8],
+        study_time=p.text("StudyTime")[:16],
+        accession_number=p.text("AccessionNumber")[:64],
+        study_id=p.text("StudyID")[:16],
+        study_description=p.text("StudyDescription")[:64],
+        referring_physician=p.text("ReferringPhysicianName")[:324],
+        institution_name=p.text("InstitutionName")[:64],
+        attrs_json=orjson.dumps(attrs).decode(),
+        created_at=_now(),
+        updated_at=_now(),
+    )
+    conn.execute(
+        _insert(archive, Study).values(**values).on_conflict_do_nothing(index_elements=["study_uid"])  # type: ignore[attr-defined]
+    )
+    return int(conn.scalar(select(Study.id).where(Study.study_uid == p.study_uid)))  # type: ignore[arg-type]
+
+
+def _patient_fk(archive: Archive, conn: Connection, p: ParsedInstance) -> int:
+    pid, issuer = p.text("PatientID")[:64], p.text("IssuerOfPatientID")[:64]
+    where = (Patient.patient_id == pid, Patient.issuer == issuer)
+    fk = conn.scalar(select(Patient.id).where(*where))
+    if fk is not None:
+        return int(fk)
+    name = p.text("PatientName")
+    values = dict(
+        patient_id=pid,
+        issuer=issuer,
+        patient_name=name[:324],
+        name_key=name_key(name),
+        birth_date=p.text("PatientBirthDate")[:8],
+        sex=p.text("PatientSex")[:16],
+        created_at=_now(),
+    )
+    conn.execute(
+        _insert(archive, Patient).values(**values).on_conflict_do_nothing(  # type: ignore[attr-defined]
+            index_elements=["patient_id", "issuer"]
+        )
+    )
+    return int(conn.scalar(select(Patient.id).where(*where)))  # type: ignore[arg-type]

@@ -1,0 +1,142 @@
+"""Retrieve: find stored instances, read them back verified, serve metadata and frames.
+
+Everything comes from the index and at most one blob read per instance;
+files are never re-parsed for metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydicom import dcmread
+from pydicom.encaps import generate_frames
+from sqlalchemy import select
+
+from radcloud.archive.service import Archive
+from radcloud.errors import IntegrityError, NotFound
+from radcloud.store.models import Instance, Series, Study
+
+NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """An indexed instance, enough to read and describe it without the file."""
+
+    id: int
+    sop_uid: str
+    sop_class_uid: str
+    series_uid: str
+    study_uid: str
+    transfer_syntax_uid: str
+    blob_key: str
+    size: int
+    sha256: str
+    number_of_frames: int
+    frames_json: str | None
+
+    @property
+    def frames(self) -> list[list[tuple[int, int]]] | None:
+        return orjson.loads(self.frames_json) if self.frames_json else None
+
+
+def find_instances(
+    archive: Archive,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+) -> list[InstanceRef]:
+    """Instances of a study / series / one instance in viewing order; NotFound if none."""
+    stmt = (
+        select(
+            Instance.id, Instance.sop_uid, Instance.sop_class_uid, Series.series_uid,
+            Study.study_uid, Instance.transfer_syntax_uid, Instance.blob_key, Instance.size,
+            Instance.sha256, Instance.number_of_frames, Instance.frames_json,
+        )
+        .join(Series, Instance.series_fk == Series.id)
+        .join(Study, Series.study_fk == Study.id)
+        .where(Study.study_uid == study_uid)
+        .order_by(Series.series_number, Series.id, Instance.instance_number, Instance.id)
+    )  # fmt: skip
+    if series_uid:
+        stmt = stmt.where(Series.series_uid == series_uid)
+    if sop_uid:
+        stmt = stmt.where(Instance.sop_uid == sop_uid)
+    with archive.read() as conn:
+        refs = [
+            InstanceRef(*r[:9], int(r.number_of_frames or 1), r.frames_json)
+            for r in conn.execute(stmt)
+        ]
+    if not refs:
+        what = "instance" if sop_uid else "series" if series_uid else "study"
+        raise NotFound(f"no such {what} in the archive")
+    return refs
+
+
+def read_verified(archive: Archive, ref: InstanceRef) -> bytes:
+    """The stored file's bytes, exactly as received; IntegrityError if they changed."""
+    with archive.storage.open(ref.blob_key) as fh:
+        data = fh.read()
+    if archive.settings.verify_on_read and hashlib.sha256(data).hexdigest() != ref.sha256:
+        raise IntegrityError(
+            f"instance {ref.sop_uid}: stored file does not match its SHA-256 (blob {ref.blob_key})"
+        )
+    return data
+
+
+def metadata(
+    archive: Archive, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+) -> bytes:
+    """WADO-RS metadata: a JSON array of the instances' stored DICOM JSON, joined as text."""
+    stmt = (
+        select(Instance.metadata_json)
+        .join(Series, Instance.series_fk == Series.id)
+        .join(Study, Series.study_fk == Study.id)
+        .where(Study.study_uid == study_uid)
+        .order_by(Series.series_number, Series.id, Instance.instance_number, Instance.id)
+    )
+    if series_uid:
+        stmt = stmt.where(Series.series_uid == series_uid)
+    if sop_uid:
+        stmt = stmt.where(Instance.sop_uid == sop_uid)
+    with archive.read() as conn:
+        parts = list(conn.scalars(stmt))
+    if not parts:
+        raise NotFound("no such study, series or instance in the archive")
+    return ("[" + ",".join(parts) + "]").encode()
+
+
+def frame(archive: Archive, ref: InstanceRef, number: int) -> bytes:
+    """Frame ``number`` (1-based) in the stored transfer syntax, with one ranged read when indexed."""
+    if not 1 <= number <= ref.number_of_frames:
+        raise NotFound(f"instance has {ref.number_of_frames} frame(s), no frame {number}")
+    frames = ref.frames
+    if frames is not None:
+        return b"".join(archive.storage.get_range(ref.blob_key, off, n) for off, n in frames[number - 1])
+    return _frame_from_file(archive, ref, number)
+
+
+def _frame_from_file(archive: Archive, ref: InstanceRef, number: int) -> bytes:
+    import io
+
+    ds = dcmread(io.BytesIO(read_verified(archive, ref)))
+    if "PixelData" not in ds:
+        raise NotFound("instance has no pixel data")
+    if ref.transfer_syntax_uid in NATIVE_SYNTAXES or ds.file_meta.TransferSyntaxUID.is_deflated:
+        data: bytes = ds.PixelData
+        size = len(data) // ref.number_of_frames
+        return data[(number - 1) * size : number * size]
+    for i, f in enumerate(generate_frames(ds.PixelData, number_of_frames=ref.number_of_frames), 1):
+        if i == number:
+            return f
+    raise NotFound(f"frame {number} not found in the encapsulated pixel data")
+
+
+def instance_meta(archive: Archive, ref: InstanceRef) -> dict[str, Any]:
+    """The stored DICOM JSON of one instance."""
+    with archive.read() as conn:
+        text = conn.scalar(select(Instance.metadata_json).where(Instance.id == ref.id))
+    return orjson.loads(text or "{}")

@@ -1,0 +1,102 @@
+"""Domain errors, each carrying its HTTP status, DIMSE status and STOW failure reason.
+
+Every interface maps errors from this one table: the FastAPI handler answers
+``application/problem+json`` with ``http_status``; DIMSE handlers answer
+``dimse_status``; STOW-RS puts ``failure_reason`` in FailedSOPSequence.
+
+::
+
+    RadcloudError
+    ├── InvalidDicom            (400, 0xC210)  cannot parse the data set
+    │   ├── MissingAttribute    (400, 0xA900)  a required UID is absent/invalid
+    │   └── TruncatedDicom      (400, 0xC210)
+    ├── UnsupportedSOPClass     (409, 0x0122)
+    ├── UnsupportedTransferSyntax (406, 0xC122)
+    ├── StudyMismatch           (409, 0xA900)  STOW to /studies/{uid} with another study
+    ├── DuplicateInstance       (409, 0x0111)  only when the policy refuses
+    ├── NotFound                (404, 0xC000)
+    ├── BadQuery                (400, 0xC000)
+    ├── PayloadTooLarge         (413, 0xA700)
+    ├── UnknownDestination      (400, 0xA801)
+    ├── IntegrityError          (500, 0xA700)  stored blob fails its checksum
+    └── StorageFailure          (503, 0xA700)  out of resources / write failed
+"""
+
+from __future__ import annotations
+
+
+class RadcloudError(Exception):
+    """Base of all domain errors."""
+
+    http_status: int = 500
+    dimse_status: int = 0xC000
+    failure_reason: int = 0x0110  # Processing failure
+    title: str = "Internal error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidDicom(RadcloudError):
+    http_status, dimse_status, failure_reason = 400, 0xC210, 0xC000
+    title = "Not a valid DICOM object"
+
+
+class MissingAttribute(InvalidDicom):
+    http_status, dimse_status, failure_reason = 400, 0xA900, 0xA900
+    title = "Required DICOM attribute missing or invalid"
+
+
+class TruncatedDicom(InvalidDicom):
+    title = "Truncated DICOM object"
+
+
+class UnsupportedSOPClass(RadcloudError):
+    http_status, dimse_status, failure_reason = 409, 0x0122, 0x0122
+    title = "SOP class not supported"
+
+
+class UnsupportedTransferSyntax(RadcloudError):
+    http_status, dimse_status, failure_reason = 406, 0xC122, 0xC122
+    title = "Transfer syntax not supported"
+
+
+class StudyMismatch(RadcloudError):
+    http_status, dimse_status, failure_reason = 409, 0xA900, 0xA900
+    title = "Study Instance UID does not match the request"
+
+
+class DuplicateInstance(RadcloudError):
+    http_status, dimse_status, failure_reason = 409, 0x0111, 0x0111
+    title = "Instance already stored"
+
+
+class NotFound(RadcloudError):
+    http_status, dimse_status, failure_reason = 404, 0xC000, 0xC000
+    title = "Not found"
+
+
+class BadQuery(RadcloudError):
+    http_status, dimse_status, failure_reason = 400, 0xC000, 0xC000
+    title = "Bad query"
+
+
+class PayloadTooLarge(RadcloudError):
+    http_status, dimse_status, failure_reason = 413, 0xA700, 0xA700
+    title = "Payload too large"
+
+
+class UnknownDestination(RadcloudError):
+    http_status, dimse_status, failure_reason = 400, 0xA801, 0xA801
+    title = "Move destination unknown"
+
+
+class IntegrityError(RadcloudError):
+    http_status, dimse_status, failure_reason = 500, 0xA700, 0x0110
+    title = "Stored object failed its integrity check"
+
+
+class StorageFailure(RadcloudError):
+    http_status, dimse_status, failure_reason = 503, 0xA700, 0xA700
+    title = "Storage failure"
