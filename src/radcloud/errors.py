@@ -3,6 +3,8 @@
 Every interface maps errors from this one table: the FastAPI handler answers
 ``application/problem+json`` with ``http_status``; DIMSE handlers answer
 ``dimse_status``; STOW-RS puts ``failure_reason`` in FailedSOPSequence.
+An error about one object carries the SOP Class / Instance UIDs that could
+be read (``sop_class_uid``, ``sop_uid``; '' when unknown) for such reports.
 
 ::
 
@@ -17,6 +19,9 @@ Every interface maps errors from this one table: the FastAPI handler answers
     ├── NotFound                (404, 0xC000)
     ├── BadQuery                (400, 0xC000)
     ├── PayloadTooLarge         (413, 0xA700)
+    ├── MalformedBody           (400, 0xC000)  request body is not what its Content-Type says
+    ├── UnsupportedMediaType    (415, 0xC000)
+    ├── NotAcceptable           (406, 0xC000)  no acceptable response media type
     ├── UnknownDestination      (400, 0xA801)
     ├── IntegrityError          (500, 0xA700)  stored blob fails its checksum
     └── StorageFailure          (503, 0xA700)  out of resources / write failed
@@ -33,9 +38,11 @@ class RadcloudError(Exception):
     failure_reason: int = 0x0110  # Processing failure
     title: str = "Internal error"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, sop_class_uid: str = "", sop_uid: str = "") -> None:
         super().__init__(detail)
         self.detail = detail
+        self.sop_class_uid = sop_class_uid
+        self.sop_uid = sop_uid
 
 
 class InvalidDicom(RadcloudError):
@@ -85,6 +92,21 @@ class BadQuery(RadcloudError):
 class PayloadTooLarge(RadcloudError):
     http_status, dimse_status, failure_reason = 413, 0xA700, 0xA700
     title = "Payload too large"
+
+
+class MalformedBody(RadcloudError):
+    http_status, dimse_status, failure_reason = 400, 0xC000, 0xC000
+    title = "Malformed request body"
+
+
+class UnsupportedMediaType(RadcloudError):
+    http_status, dimse_status, failure_reason = 415, 0xC000, 0xC000
+    title = "Unsupported media type"
+
+
+class NotAcceptable(RadcloudError):
+    http_status, dimse_status, failure_reason = 406, 0xC000, 0xC000
+    title = "Not acceptable"
 
 
 class UnknownDestination(RadcloudError):

@@ -96,7 +96,9 @@ def store(
         parsed = parse_file(path)
         if expected_study_uid and parsed.study_uid != expected_study_uid:
             raise StudyMismatch(
-                f"instance belongs to study {parsed.study_uid}, not {expected_study_uid}"
+                f"instance belongs to study {parsed.study_uid}, not {expected_study_uid}",
+                sop_class_uid=parsed.sop_class_uid,
+                sop_uid=parsed.sop_uid,
             )
         sha = _sha256(path)
         key = new_key()
@@ -157,10 +159,13 @@ def _index(
             source=source[:80],
             created_at=_now(),
         )
-        stmt = _insert(archive, Instance).values(**row).on_conflict_do_nothing(  # type: ignore[attr-defined]
-            index_elements=["sop_uid"]
+        stmt = (
+            _insert(archive, Instance)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=["sop_uid"])  # type: ignore[attr-defined]
+            .returning(Instance.id)
         )
-        inserted = conn.execute(stmt).rowcount == 1
+        inserted = conn.execute(stmt).first() is not None
         status, stale = "stored", None
         if not inserted:
             status, stale = _duplicate(archive, conn, p, row)

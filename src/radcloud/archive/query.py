@@ -468,7 +468,7 @@ def _build_patients(conn: Any, q: Query, ids: list[int], base_url: str) -> list[
     wanted = _wanted(q, _PATIENT_RETURN)
     out = []
     for pid in ids:
-        p = conn.execute(select(Patient).where(Patient.id == pid)).scalar_one()
+        patient_id = conn.scalar(select(Patient.patient_id).where(Patient.id == pid))
         first = conn.scalar(select(Study.attrs_json).where(Study.patient_fk == pid).limit(1))
         attrs = {k: v for k, v in orjson.loads(first or "{}").items()}
         nstudies = conn.scalar(select(func.count(Study.id)).where(Study.patient_fk == pid))
@@ -480,6 +480,6 @@ def _build_patients(conn: Any, q: Query, ids: list[int], base_url: str) -> list[
         attrs["00201202"] = _el("IS", nseries)
         attrs["00201204"] = _el("IS", ninst)
         attrs.setdefault("00100010", {"vr": "PN"})
-        attrs.setdefault("00100020", _el("LO", p.patient_id))
+        attrs.setdefault("00100020", _el("LO", patient_id))
         out.append(dict(sorted(_pick(attrs, wanted).items())))
     return out

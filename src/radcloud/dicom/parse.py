@@ -9,6 +9,7 @@ bytes sit in the file so a frame can be served with one ranged read.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import struct
@@ -122,12 +123,15 @@ def parse_file(path: Path) -> ParsedInstance:
     uids = _required_uids(ds)
     if not is_storage_sop_class(uids["SOPClassUID"]):
         raise UnsupportedSOPClass(
-            f"SOP Class UID {uids['SOPClassUID']} is not a storage SOP class this archive accepts"
+            f"SOP Class UID {uids['SOPClassUID']} is not a storage SOP class this archive accepts",
+            sop_class_uid=uids["SOPClassUID"],
+            sop_uid=uids["SOPInstanceUID"],
         )
     base = (
         f"{DICOMWEB_ROOT}/studies/{uids['StudyInstanceUID']}/series/"
         f"{uids['SeriesInstanceUID']}/instances/{uids['SOPInstanceUID']}"
     )
+    frames = frame_locations(ds, size)  # before to_json_model converts raw elements
     metadata = to_json_model(ds, base)
     return ParsedInstance(
         path=path,
@@ -139,7 +143,7 @@ def parse_file(path: Path) -> ParsedInstance:
         study_uid=uids["StudyInstanceUID"],
         series_uid=uids["SeriesInstanceUID"],
         metadata=metadata,
-        frames=frame_locations(ds, size),
+        frames=frames,
     )
 
 
@@ -157,7 +161,7 @@ def _looks_like_dataset(head: bytes) -> tuple[bool, bool]:
     if len(head) < 8:
         return False, False
     group, elem = struct.unpack("<HH", head[:4])
-    if group not in (0x0008, 0x0010, 0x0018, 0x0020) or elem > 0x00FF:
+    if group not in (0x0002, 0x0008, 0x0010, 0x0018, 0x0020) or elem > 0x00FF:
         return False, False
     explicit = head[4:6].isalpha() and head[4:6].isupper()
     return True, explicit
@@ -173,6 +177,9 @@ def _add_file_meta(path: Path) -> None:
             "not a DICOM file: no 'DICM' prefix at byte 128 and the content does not start "
             "with a DICOM data element"
         )
+    if head[:2] == b"\x02\x00":  # file meta present, only preamble and prefix missing
+        _prepend(path, b"\0" * 128 + b"DICM")
+        return
     ds = _read_bare(path, explicit)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "")
@@ -180,10 +187,16 @@ def _add_file_meta(path: Path) -> None:
     meta.TransferSyntaxUID = "1.2.840.10008.1.2.1" if explicit else "1.2.840.10008.1.2"
     meta.ImplementationClassUID = "1.2.826.0.1.3680043.10.1555.1"
     meta.ImplementationVersionName = "RADCLOUD_01"
+    header = io.BytesIO()
+    header.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(header, meta, enforce_standard=True)  # type: ignore[arg-type]
+    _prepend(path, header.getvalue())
+
+
+def _prepend(path: Path, header: bytes) -> None:
     tmp = path.with_suffix(".meta")
     with open(tmp, "wb") as out:
-        out.write(b"\0" * 128 + b"DICM")
-        write_file_meta_info(out, meta, enforce_standard=True)  # type: ignore[arg-type]
+        out.write(header)
         with open(path, "rb") as src:
             shutil.copyfileobj(src, out, 1024 * 1024)
     os.replace(tmp, path)
@@ -218,17 +231,23 @@ def _check_complete(ds: Dataset, size: int) -> None:
 
 
 def _required_uids(ds: Dataset) -> dict[str, str]:
-    uids = {}
+    uids: dict[str, str] = {}
+
+    def missing(detail: str) -> MissingAttribute:
+        return MissingAttribute(
+            detail, sop_class_uid=uids.get("SOPClassUID", ""), sop_uid=uids.get("SOPInstanceUID", "")
+        )
+
     for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
         try:
             value = ds.get(keyword)
         except Exception as exc:  # noqa: BLE001 - a malformed value is as bad as none
-            raise MissingAttribute(f"{keyword} cannot be decoded: {exc}") from exc
+            raise missing(f"{keyword} cannot be decoded: {exc}") from exc
         value = str(value).strip().rstrip("\0") if value is not None else ""
         if not value:
-            raise MissingAttribute(f"{keyword} is missing or empty")
+            raise missing(f"{keyword} is missing or empty")
         if not is_valid_uid(value):
-            raise MissingAttribute(f"{keyword} {value!r} is not a valid UID")
+            raise missing(f"{keyword} {value!r} is not a valid UID")
         uids[keyword] = value
     return uids
 
@@ -267,7 +286,8 @@ def to_json_model(ds: Dataset, base_uri: str) -> dict[str, Any]:
             continue
         vr = _vr_of(raw, ds)
         deferred = isinstance(raw, RawDataElement) and raw.value is None and raw.length > 0
-        if deferred or (vr in _BINARY_VRS and _length(raw) > BULK_THRESHOLD):
+        big = vr in _BINARY_VRS and _length(raw) > BULK_THRESHOLD
+        if deferred or big or tag == _PIXEL_DATA:
             out[key] = {"vr": vr, "BulkDataURI": f"{base_uri}/bulkdata/{key}"}
             continue
         try:

@@ -1,0 +1,339 @@
+"""Retrieval in derived forms: other transfer syntaxes, single frames, rendered images, thumbnails.
+
+The stored file stays exactly as received; anything else is derived on request
+from one frame (frames, rendered images) or from the verified file (a whole
+instance in another transfer syntax).  Decode/encode/render work is CPU-bound,
+so it runs under a process-wide semaphore sized by ``settings.render_concurrency``
+and a burst of viewer requests cannot starve ingest.  Thumbnails are cached as
+blobs with a :class:`Thumbnail` row per instance and variant.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.filewriter import dcmwrite
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from radcloud.archive import retrieve
+from radcloud.archive.retrieve import NATIVE_SYNTAXES, InstanceRef
+from radcloud.archive.service import Archive
+from radcloud.dicom import codecs
+from radcloud.errors import NotFound, UnsupportedTransferSyntax
+from radcloud.render import pixels
+from radcloud.store.blobs import new_key
+from radcloud.store.models import Instance, Thumbnail
+
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+BIG_ENDIAN = "1.2.840.10008.1.2.2"
+DEFLATED = "1.2.840.10008.1.2.1.99"
+#: Syntaxes whose frames are the same little-endian native bytes.
+LE_NATIVE = {"1.2.840.10008.1.2", EXPLICIT_LE, DEFLATED}
+PIXEL_DATA = "7FE00010"
+
+#: (viewport width, height) or (width, height, sx, sy, sw, sh) per PS3.18 8.3.5.1.3.
+Viewport = tuple[int, ...]
+
+_slots: dict[int, threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
+@contextmanager
+def _slot(archive: Archive) -> Iterator[None]:
+    """Hold one of the process-wide decode/encode/render slots."""
+    n = max(1, int(archive.settings.render_concurrency))
+    with _slots_lock:
+        sem = _slots.setdefault(n, threading.BoundedSemaphore(n))
+    with sem:
+        yield
+
+
+# ------------------------------------------------------------------ pixel format
+
+
+def _value(meta: dict[str, Any], tag: str, default: Any) -> Any:
+    values = meta.get(tag, {}).get("Value") or [default]
+    return values[0] if values[0] is not None else default
+
+
+@dataclass(frozen=True)
+class PixelInfo:
+    """The Image Pixel module of one instance, read from its stored DICOM JSON."""
+
+    rows: int
+    columns: int
+    samples: int
+    bits_allocated: int
+    bits_stored: int
+    signed: bool
+    photometric: str
+    planar: int
+
+    @classmethod
+    def of(cls, meta: dict[str, Any]) -> PixelInfo:
+        if PIXEL_DATA not in meta:
+            raise NotFound("instance has no pixel data")
+        bits = int(_value(meta, "00280100", 16))
+        return cls(
+            rows=int(_value(meta, "00280010", 0)),
+            columns=int(_value(meta, "00280011", 0)),
+            samples=int(_value(meta, "00280002", 1)),
+            bits_allocated=bits,
+            bits_stored=int(_value(meta, "00280101", bits)),
+            signed=int(_value(meta, "00280103", 0)) == 1,
+            photometric=str(_value(meta, "00280004", "MONOCHROME2")),
+            planar=int(_value(meta, "00280006", 0)),
+        )
+
+    def dtype(self, big_endian: bool = False) -> np.dtype[Any]:
+        if self.bits_allocated not in (8, 16, 32):
+            raise UnsupportedTransferSyntax(
+                f"{self.bits_allocated}-bit pixel data cannot be decoded or converted"
+            )
+        kind = "i" if self.signed else "u"
+        return np.dtype(f"{'>' if big_endian else '<'}{kind}{self.bits_allocated // 8}")
+
+    def codec_args(self) -> dict[str, Any]:
+        return dict(
+            rows=self.rows,
+            columns=self.columns,
+            samples_per_pixel=self.samples,
+            bits_allocated=self.bits_allocated,
+            bits_stored=self.bits_stored,
+            pixel_representation=int(self.signed),
+            photometric=self.photometric,
+        )
+
+
+def _native_array(data: bytes, info: PixelInfo, big_endian: bool) -> np.ndarray:
+    """One native frame as (rows, columns[, samples]), high bits masked/sign-extended."""
+    if info.photometric.endswith("_422"):
+        raise UnsupportedTransferSyntax("native YBR_FULL_422 frames cannot be converted")
+    count = info.rows * info.columns * info.samples
+    arr = np.frombuffer(data, info.dtype(big_endian), count=count).astype(info.dtype())
+    if info.samples == 1:
+        arr = arr.reshape(info.rows, info.columns)
+    elif info.planar == 1:
+        arr = arr.reshape(info.samples, info.rows, info.columns).transpose(1, 2, 0)
+    else:
+        arr = arr.reshape(info.rows, info.columns, info.samples)
+    return _mask_high_bits(arr, info)
+
+
+def _mask_high_bits(arr: np.ndarray, info: PixelInfo) -> np.ndarray:
+    shift = info.bits_allocated - info.bits_stored
+    if shift <= 0:
+        return arr
+    if info.signed:
+        return (arr << shift) >> shift  # type: ignore[no-any-return]
+    return arr & np.array((1 << info.bits_stored) - 1, dtype=arr.dtype)  # type: ignore[no-any-return]
+
+
+def _native_bytes(arr: np.ndarray, info: PixelInfo) -> bytes:
+    """A decoded frame as Explicit VR Little Endian pixel bytes, laid out as the metadata says."""
+    out = np.ascontiguousarray(arr, dtype=info.dtype())
+    if info.samples > 1 and info.planar == 1:
+        out = np.ascontiguousarray(out.transpose(2, 0, 1))
+    return out.tobytes()
+
+
+def decode(raw: bytes, ts: str, info: PixelInfo) -> np.ndarray:
+    """One frame's stored bytes in ``ts`` as a pixel array (call under a slot)."""
+    if ts in NATIVE_SYNTAXES or ts == DEFLATED:
+        return _native_array(raw, info, big_endian=ts == BIG_ENDIAN)
+    return codecs.decode_frame(raw, ts, **info.codec_args())  # type: ignore[no-any-return]
+
+
+def encode(arr: np.ndarray, ts: str, info: PixelInfo) -> bytes:
+    """A pixel array as one frame in ``ts`` (call under a slot)."""
+    if ts in LE_NATIVE:
+        return _native_bytes(arr, info)
+    return codecs.encode_frame(  # type: ignore[no-any-return]
+        arr, ts, bits_stored=info.bits_stored, photometric=info.photometric
+    )
+
+
+def same_frame_bytes(stored: str, target: str) -> bool:
+    """True when a frame stored in ``stored`` needs no conversion to be sent as ``target``."""
+    return stored == target or (stored in LE_NATIVE and target in LE_NATIVE)
+
+
+# ------------------------------------------------------------------ frames / instances
+
+
+def frame_in(
+    archive: Archive, ref: InstanceRef, number: int, ts: str, info: PixelInfo | None = None
+) -> bytes:
+    """Frame ``number`` (1-based) in transfer syntax ``ts``; only this frame is converted."""
+    raw = retrieve.frame(archive, ref, number)
+    if same_frame_bytes(ref.transfer_syntax_uid, ts):
+        return raw
+    info = info or PixelInfo.of(retrieve.instance_meta(archive, ref))
+    with _slot(archive):
+        return encode(decode(raw, ref.transfer_syntax_uid, info), ts, info)
+
+
+def frames_in(archive: Archive, ref: InstanceRef, numbers: list[int], ts: str) -> list[bytes]:
+    """Frames ``numbers`` in transfer syntax ``ts`` (stored bytes when they already match)."""
+    for n in numbers:
+        if not 1 <= n <= ref.number_of_frames:
+            raise NotFound(f"instance has {ref.number_of_frames} frame(s), no frame {n}")
+    info = None
+    if not same_frame_bytes(ref.transfer_syntax_uid, ts):
+        info = PixelInfo.of(retrieve.instance_meta(archive, ref))
+    return [frame_in(archive, ref, n, ts, info) for n in numbers]
+
+
+def instance_in(archive: Archive, ref: InstanceRef, ts: str) -> bytes:
+    """The Part-10 file in transfer syntax ``ts``; ``*`` or the stored syntax: bytes as received."""
+    data = retrieve.read_verified(archive, ref)
+    if ts in ("*", ref.transfer_syntax_uid):
+        return data
+    with _slot(archive):
+        ds = codecs.transcode(dcmread(io.BytesIO(data)), ts)
+        buf = io.BytesIO()
+        dcmwrite(buf, ds, enforce_file_format=True)
+        return buf.getvalue()
+
+
+def bulk_value(archive: Archive, ref: InstanceRef, tag: int) -> bytes:
+    """The value bytes of top-level element ``tag`` as they sit in the stored file."""
+    ds = dcmread(io.BytesIO(retrieve.read_verified(archive, ref)))
+    elem = ds.get_item(tag)
+    if elem is None:
+        raise NotFound(f"instance has no element ({tag >> 16:04X},{tag & 0xFFFF:04X})")
+    value = elem.value
+    if isinstance(elem, RawDataElement) or isinstance(value, bytes | bytearray):
+        return bytes(value or b"")
+    raise NotFound(f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) is not bulk data")
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def _region(arr: np.ndarray, viewport: Viewport | None) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """Apply a viewport's source region (negative sw/sh flip); returns (pixels, output size)."""
+    if viewport is None:
+        return arr, None
+    if len(viewport) == 6:
+        sx, sy, sw, sh = viewport[2:]
+        arr = _crop(arr, sx, sw, axis=1)
+        arr = _crop(arr, sy, sh, axis=0)
+    return arr, (viewport[0], viewport[1])
+
+
+def _crop(arr: np.ndarray, start: int, length: int, axis: int) -> np.ndarray:
+    if length == 0:  # whole extent from start
+        length = arr.shape[axis] - start
+    lo, hi = sorted((start, start + length))
+    lo, hi = max(lo, 0), min(hi, arr.shape[axis])
+    if hi <= lo:
+        raise NotFound("the viewport's source region lies outside the image")
+    out = arr.take(range(lo, hi), axis=axis)
+    return np.flip(out, axis=axis) if length < 0 else out
+
+
+def frame_pixels(archive: Archive, ref: InstanceRef, number: int = 1) -> tuple[np.ndarray, dict[str, Any]]:
+    """Frame ``number`` decoded, with the instance's stored DICOM JSON."""
+    meta = retrieve.instance_meta(archive, ref)
+    info = PixelInfo.of(meta)
+    raw = retrieve.frame(archive, ref, number)
+    with _slot(archive):
+        return decode(raw, ref.transfer_syntax_uid, info), meta
+
+
+def rendered(
+    archive: Archive,
+    ref: InstanceRef,
+    frame: int = 1,
+    window: tuple[float, float] | None = None,
+    viewport: Viewport | None = None,
+    fmt: str = "jpeg",
+    quality: int = 90,
+) -> bytes:
+    """Frame ``frame`` rendered as a JPEG or PNG image (PS3.18 rendered resource)."""
+    arr, meta = frame_pixels(archive, ref, frame)
+    with _slot(archive):
+        arr, size = _region(arr, viewport)
+        return pixels.render(arr, meta, window=window, viewport=size, fmt=fmt, quality=quality)
+
+
+# ------------------------------------------------------------------ thumbnails
+
+
+def _cached(archive: Archive, ref: InstanceRef, variant: str) -> bytes | None:
+    with archive.read() as conn:
+        key = conn.scalar(
+            select(Thumbnail.blob_key).where(
+                Thumbnail.instance_fk == ref.id, Thumbnail.variant == variant
+            )
+        )
+    if key is None:
+        return None
+    try:
+        with archive.storage.open(key) as fh:
+            return fh.read()
+    except NotFound:  # blob lost: forget the row so the next request renders again
+        with archive.write() as conn:
+            conn.execute(delete(Thumbnail).where(Thumbnail.blob_key == key))
+        return None
+
+
+def _remember(archive: Archive, ref: InstanceRef, variant: str, data: bytes) -> None:
+    """Store ``data`` as the thumbnail unless another request stored one first."""
+    key = new_key()
+    archive.storage.put_bytes(key, data)
+    ins = sqlite_insert if archive.dialect == "sqlite" else pg_insert
+    stmt = (
+        ins(Thumbnail)
+        .values(instance_fk=ref.id, variant=variant, blob_key=key)
+        .on_conflict_do_nothing(index_elements=["instance_fk", "variant"])
+    )
+    kept = False
+    try:
+        with archive.write() as conn:
+            kept = conn.execute(stmt).rowcount == 1
+    finally:
+        if not kept:
+            archive.storage.delete(key)
+
+
+def thumbnail(archive: Archive, ref: InstanceRef, size: int = 128) -> bytes:
+    """A JPEG of at most ``size`` pixels a side, rendered once and then read from the cache."""
+    variant = f"jpeg{size}"
+    cached = _cached(archive, ref, variant)
+    if cached is not None:
+        return cached
+    arr, meta = frame_pixels(archive, ref, 1)
+    with _slot(archive):
+        data = pixels.thumbnail(arr, meta, size=size)
+    archive.retrying(lambda: _remember(archive, ref, variant, data))
+    return data
+
+
+def representative(archive: Archive, study_uid: str, series_uid: str | None = None) -> InstanceRef:
+    """The middle image of the first series that has images (for study/series thumbnails)."""
+    refs = retrieve.find_instances(archive, study_uid, series_uid)
+    with archive.read() as conn:
+        with_pixels = set(
+            conn.scalars(
+                select(Instance.id).where(
+                    Instance.id.in_([r.id for r in refs]), Instance.rows.is_not(None)
+                )
+            )
+        )
+    images = [r for r in refs if r.id in with_pixels]
+    if not images:
+        raise NotFound("no image instances here to render")
+    first = [r for r in images if r.series_uid == images[0].series_uid]
+    return first[len(first) // 2]

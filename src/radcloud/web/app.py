@@ -1,0 +1,54 @@
+"""The FastAPI application: DICOMweb under /dicom-web, REST under /api, health.
+
+Built by a factory around an :class:`Archive` (no engine at import time), so
+tests hand in their own archive and any number of API nodes share one index.
+Errors from :mod:`radcloud.errors` become ``application/problem+json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from radcloud import __version__
+from radcloud.archive.service import Archive
+from radcloud.errors import RadcloudError
+
+log = logging.getLogger(__name__)
+
+DICOMWEB = "/dicom-web"
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    """An RFC 9457 problem response."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+def create_app(archive: Archive, *, health: Any = None) -> FastAPI:
+    """The HTTP application for ``archive``; ``health()`` -> dict of listener states."""
+    from radcloud.web.routes import health as health_routes
+    from radcloud.web.routes import qido, stow, upload, wado
+
+    app = FastAPI(title="radcloud", version=__version__, docs_url="/api/docs")
+    app.state.archive = archive
+    app.state.health = health
+    app.include_router(health_routes.router)
+    app.include_router(qido.router, prefix=DICOMWEB, tags=["QIDO-RS"])
+    app.include_router(stow.router, prefix=DICOMWEB, tags=["STOW-RS"])
+    app.include_router(wado.router, prefix=DICOMWEB, tags=["WADO-RS"])
+    app.include_router(upload.router, prefix="/api", tags=["upload"])
+
+    @app.exception_handler(RadcloudError)
+    async def _domain_error(request: Request, exc: RadcloudError) -> Response:
+        return problem(exc.http_status, exc.title, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        return problem(400, "Bad request", "; ".join(str(e.get("msg")) for e in exc.errors()))
+
+    return app
