@@ -35,7 +35,10 @@ def part10(ds: object) -> bytes:
 
 def counts(archive: Archive) -> tuple[int, int, int, int, int]:
     with archive.read() as conn:
-        n = [conn.scalar(select(func.count()).select_from(t)) for t in (Patient, Study, Series, Instance)]
+        n = [
+            conn.scalar(select(func.count()).select_from(t))
+            for t in (Patient, Study, Series, Instance)
+        ]
     return (*n, len(list(archive.storage.keys())))  # type: ignore[return-value]
 
 

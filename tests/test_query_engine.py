@@ -15,7 +15,13 @@ from radcloud.testing.phantom import make_dataset
 
 
 def put(archive: Archive, **attrs: object) -> str:
-    ds = make_dataset(sop_class_uid="1.2.840.10008.5.1.4.1.1.2", modality=str(attrs.pop("Modality", "CT")), Rows=4, Columns=4, **attrs)
+    ds = make_dataset(
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+        modality=str(attrs.pop("Modality", "CT")),
+        Rows=4,
+        Columns=4,
+        **attrs,
+    )
     buf = io.BytesIO()
     dcmwrite(buf, ds, enforce_file_format=True)
     store_bytes(archive, buf.getvalue())
@@ -31,13 +37,30 @@ def uids(archive: Archive, **filters: str) -> set[str]:
 @pytest.fixture
 def studies(archive: Archive) -> dict[str, str]:
     return {
-        "wang": put(archive, PatientName="Wang^Xiaodong=王^小东", PatientID="P001",
-                    SpecificCharacterSet="ISO_IR 192", StudyDate="20240105", AccessionNumber="A1"),
-        "li": put(archive, PatientName="Li^Na=李^娜", PatientID="P002",
-                  SpecificCharacterSet="ISO_IR 192", StudyDate="20240110", Modality="MR"),
+        "wang": put(
+            archive,
+            PatientName="Wang^Xiaodong=王^小东",
+            PatientID="P001",
+            SpecificCharacterSet="ISO_IR 192",
+            StudyDate="20240105",
+            AccessionNumber="A1",
+        ),
+        "li": put(
+            archive,
+            PatientName="Li^Na=李^娜",
+            PatientID="P002",
+            SpecificCharacterSet="ISO_IR 192",
+            StudyDate="20240110",
+            Modality="MR",
+        ),
         "smith": put(archive, PatientName="Smith^John", PatientID="Q003", StudyDate="20231231"),
-        "zhang": put(archive, PatientName="张^三", PatientID="P004",
-                     SpecificCharacterSet="ISO_IR 192", StudyDate="20240201"),
+        "zhang": put(
+            archive,
+            PatientName="张^三",
+            PatientID="P004",
+            SpecificCharacterSet="ISO_IR 192",
+            StudyDate="20240201",
+        ),
     }
 
 
@@ -92,7 +115,9 @@ def test_returned_attributes(archive: Archive, studies: dict[str, str]) -> None:
     assert item["00081190"]["Value"][0].endswith(studies["wang"])
     assert item["00100010"]["Value"][0]["Ideographic"] == "王^小东"
     assert "00080060" not in item
-    (item,) = search(archive, Query(Level.STUDY, {"PatientID": "P001"}, include={"Manufacturer"})).items
+    (item,) = search(
+        archive, Query(Level.STUDY, {"PatientID": "P001"}, include={"Manufacturer"})
+    ).items
     assert item["00080070"]["Value"] == ["radcloud phantom"]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +17,14 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class DuplicatePolicy(str, Enum):
+class DuplicatePolicy(StrEnum):
     """What to do when an instance with a known SOP Instance UID arrives again."""
 
     KEEP = "keep"  # keep the stored copy, acknowledge the new one as a duplicate
     REPLACE = "replace"  # the new copy replaces the stored one
 
 
-class CompressionRule(str, Enum):
+class CompressionRule(StrEnum):
     """Lossless compression applied to pixel data at rest."""
 
     NONE = "none"

@@ -12,12 +12,12 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -128,10 +128,10 @@ def _sha256(path: Path) -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-def _insert(archive: Archive, table: type) -> object:
+def _insert(archive: Archive, table: type) -> Any:
     ins = sqlite_insert if archive.dialect == "sqlite" else pg_insert
     return ins(table)
 
@@ -162,7 +162,7 @@ def _index(
         stmt = (
             _insert(archive, Instance)
             .values(**row)
-            .on_conflict_do_nothing(index_elements=["sop_uid"])  # type: ignore[attr-defined]
+            .on_conflict_do_nothing(index_elements=["sop_uid"])
             .returning(Instance.id)
         )
         inserted = conn.execute(stmt).first() is not None
@@ -205,7 +205,9 @@ def _series_fk(archive: Archive, conn: Connection, p: ParsedInstance) -> int:
         updated_at=_now(),
     )
     conn.execute(
-        _insert(archive, Series).values(**values).on_conflict_do_nothing(index_elements=["series_uid"])  # type: ignore[attr-defined]
+        _insert(archive, Series)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["series_uid"])
     )
     return int(conn.scalar(select(Series.id).where(Series.series_uid == p.series_uid)))  # type: ignore[arg-type]
 
@@ -231,7 +233,9 @@ def _study_fk(archive: Archive, conn: Connection, p: ParsedInstance) -> int:
         updated_at=_now(),
     )
     conn.execute(
-        _insert(archive, Study).values(**values).on_conflict_do_nothing(index_elements=["study_uid"])  # type: ignore[attr-defined]
+        _insert(archive, Study)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["study_uid"])
     )
     return int(conn.scalar(select(Study.id).where(Study.study_uid == p.study_uid)))  # type: ignore[arg-type]
 
@@ -253,8 +257,8 @@ def _patient_fk(archive: Archive, conn: Connection, p: ParsedInstance) -> int:
         created_at=_now(),
     )
     conn.execute(
-        _insert(archive, Patient).values(**values).on_conflict_do_nothing(  # type: ignore[attr-defined]
-            index_elements=["patient_id", "issuer"]
-        )
+        _insert(archive, Patient)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["patient_id", "issuer"])
     )
     return int(conn.scalar(select(Patient.id).where(*where)))  # type: ignore[arg-type]

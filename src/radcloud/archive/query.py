@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -24,7 +24,7 @@ from radcloud.errors import BadQuery
 from radcloud.store.models import Instance, Patient, Series, Study
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     """QueryRetrieveLevel values (0008,0052)."""
 
     PATIENT = "PATIENT"
@@ -249,7 +249,7 @@ def _like_pattern(value: str) -> str:
 
 
 def _match(keyword: str, column: Any, value: str, fuzzy: bool) -> ColumnElement[bool]:
-    vr = dictionary_VR(tag_for_keyword(keyword))
+    vr = dictionary_VR(tag_for_keyword(keyword) or 0)
     if vr == "PN":
         return _match_pn(keyword, column, value, fuzzy)
     if vr == "UI":
@@ -334,7 +334,7 @@ def _pick(attrs: dict[str, Any], wanted: set[str] | None) -> dict[str, Any]:
     return {k: v for k, v in attrs.items() if k in wanted}
 
 
-def _build(conn: Any, q: Query, rows: list[Any], base_url: str) -> list[dict[str, Any]]:
+def _build(conn: Any, q: Query, rows: Any, base_url: str) -> list[dict[str, Any]]:
     ids = [r[0] for r in rows]
     if not ids:
         return []
@@ -389,7 +389,12 @@ def _extra_from_first_instance(
 
 def _build_studies(conn: Any, q: Query, ids: list[int], base_url: str) -> list[dict[str, Any]]:
     wanted = _wanted(q, _STUDY_RETURN)
-    rows = {r.id: r for r in conn.execute(select(Study.id, Study.study_uid, Study.attrs_json).where(Study.id.in_(ids)))}
+    rows = {
+        r.id: r
+        for r in conn.execute(
+            select(Study.id, Study.study_uid, Study.attrs_json).where(Study.id.in_(ids))
+        )
+    }
     counts = _study_counts(conn, ids)
     out = []
     for sid in ids:
@@ -400,8 +405,17 @@ def _build_studies(conn: Any, q: Query, ids: list[int], base_url: str) -> list[d
         attrs["00201206"] = _el("IS", nser)
         attrs["00201208"] = _el("IS", ninst)
         attrs["00080056"] = _el("CS", "ONLINE")
-        for kw in ("StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName",
-                   "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID"):
+        for kw in (
+            "StudyDate",
+            "StudyTime",
+            "AccessionNumber",
+            "ReferringPhysicianName",
+            "PatientName",
+            "PatientID",
+            "PatientBirthDate",
+            "PatientSex",
+            "StudyID",
+        ):
             key = tag_key(kw)
             attrs.setdefault(key, {"vr": dictionary_VR(key)})
         if base_url:
@@ -416,11 +430,20 @@ def _build_series(conn: Any, q: Query, ids: list[int], base_url: str) -> list[di
     defaults = _SERIES_RETURN + (_STUDY_RETURN if q.relational else ("StudyInstanceUID",))
     wanted = _wanted(q, defaults)
     stmt = (
-        select(Series.id, Series.series_uid, Series.attrs_json, Study.study_uid, Study.attrs_json.label("study_attrs"), func.count(Instance.id).label("n"))
+        select(
+            Series.id,
+            Series.series_uid,
+            Series.attrs_json,
+            Study.study_uid,
+            Study.attrs_json.label("study_attrs"),
+            func.count(Instance.id).label("n"),
+        )
         .join(Study, Series.study_fk == Study.id)
         .join(Instance, Instance.series_fk == Series.id, isouter=True)
         .where(Series.id.in_(ids))
-        .group_by(Series.id, Series.series_uid, Series.attrs_json, Study.study_uid, Study.attrs_json)
+        .group_by(
+            Series.id, Series.series_uid, Series.attrs_json, Study.study_uid, Study.attrs_json
+        )
     )
     rows = {r.id: r for r in conn.execute(stmt)}
     out = []
@@ -438,13 +461,19 @@ def _build_series(conn: Any, q: Query, ids: list[int], base_url: str) -> list[di
 
 
 def _build_instances(conn: Any, q: Query, ids: list[int], base_url: str) -> list[dict[str, Any]]:
-    defaults = _INSTANCE_RETURN + ("StudyInstanceUID", "SeriesInstanceUID")
+    defaults: tuple[str, ...] = _INSTANCE_RETURN + ("StudyInstanceUID", "SeriesInstanceUID")
     if q.relational:
         defaults += _STUDY_RETURN + _SERIES_RETURN
     wanted = _wanted(q, defaults)
     stmt = (
-        select(Instance.id, Instance.sop_uid, Instance.metadata_json, Instance.transfer_syntax_uid,
-               Series.series_uid, Study.study_uid)
+        select(
+            Instance.id,
+            Instance.sop_uid,
+            Instance.metadata_json,
+            Instance.transfer_syntax_uid,
+            Series.series_uid,
+            Study.study_uid,
+        )
         .join(Series, Instance.series_fk == Series.id)
         .join(Study, Series.study_fk == Study.id)
         .where(Instance.id.in_(ids))
@@ -458,7 +487,8 @@ def _build_instances(conn: Any, q: Query, ids: list[int], base_url: str) -> list
         attrs["00083002"] = _el("UI", r.transfer_syntax_uid)
         if base_url:
             attrs["00081190"] = _el(
-                "UR", f"{base_url}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_uid}"
+                "UR",
+                f"{base_url}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_uid}",
             )
         out.append(dict(sorted(_pick(attrs, wanted).items())))
     return out
@@ -472,7 +502,9 @@ def _build_patients(conn: Any, q: Query, ids: list[int], base_url: str) -> list[
         first = conn.scalar(select(Study.attrs_json).where(Study.patient_fk == pid).limit(1))
         attrs = {k: v for k, v in orjson.loads(first or "{}").items()}
         nstudies = conn.scalar(select(func.count(Study.id)).where(Study.patient_fk == pid))
-        nseries = conn.scalar(select(func.count(Series.id)).join(Study).where(Study.patient_fk == pid))
+        nseries = conn.scalar(
+            select(func.count(Series.id)).join(Study).where(Study.patient_fk == pid)
+        )
         ninst = conn.scalar(
             select(func.count(Instance.id)).join(Series).join(Study).where(Study.patient_fk == pid)
         )

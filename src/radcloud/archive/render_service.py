@@ -183,15 +183,23 @@ def frame_in(
         return encode(decode(raw, ref.transfer_syntax_uid, info), ts, info)
 
 
-def frames_in(archive: Archive, ref: InstanceRef, numbers: list[int], ts: str) -> list[bytes]:
-    """Frames ``numbers`` in transfer syntax ``ts`` (stored bytes when they already match)."""
+def iter_frames_in(
+    archive: Archive, ref: InstanceRef, numbers: list[int], ts: str
+) -> Iterator[bytes]:
+    """Frames ``numbers`` in transfer syntax ``ts``, one at a time (NotFound before the first)."""
     for n in numbers:
         if not 1 <= n <= ref.number_of_frames:
             raise NotFound(f"instance has {ref.number_of_frames} frame(s), no frame {n}")
     info = None
     if not same_frame_bytes(ref.transfer_syntax_uid, ts):
         info = PixelInfo.of(retrieve.instance_meta(archive, ref))
-    return [frame_in(archive, ref, n, ts, info) for n in numbers]
+    for n in numbers:
+        yield frame_in(archive, ref, n, ts, info)
+
+
+def frames_in(archive: Archive, ref: InstanceRef, numbers: list[int], ts: str) -> list[bytes]:
+    """Frames ``numbers`` in transfer syntax ``ts`` (stored bytes when they already match)."""
+    return list(iter_frames_in(archive, ref, numbers, ts))
 
 
 def instance_in(archive: Archive, ref: InstanceRef, ts: str) -> bytes:

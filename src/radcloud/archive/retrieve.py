@@ -110,12 +110,14 @@ def metadata(
 
 
 def frame(archive: Archive, ref: InstanceRef, number: int) -> bytes:
-    """Frame ``number`` (1-based) in the stored transfer syntax, with one ranged read when indexed."""
+    """Frame ``number`` (1-based) in the stored transfer syntax; one ranged read when indexed."""
     if not 1 <= number <= ref.number_of_frames:
         raise NotFound(f"instance has {ref.number_of_frames} frame(s), no frame {number}")
     frames = ref.frames
     if frames is not None:
-        return b"".join(archive.storage.get_range(ref.blob_key, off, n) for off, n in frames[number - 1])
+        return b"".join(
+            archive.storage.get_range(ref.blob_key, off, n) for off, n in frames[number - 1]
+        )
     return _frame_from_file(archive, ref, number)
 
 

@@ -182,8 +182,8 @@ def _add_file_meta(path: Path) -> None:
         return
     ds = _read_bare(path, explicit)
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "")
-    meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "")
+    meta.MediaStorageSOPClassUID = UID(str(ds.get("SOPClassUID", "")))
+    meta.MediaStorageSOPInstanceUID = UID(str(ds.get("SOPInstanceUID", "")))
     meta.TransferSyntaxUID = "1.2.840.10008.1.2.1" if explicit else "1.2.840.10008.1.2"
     meta.ImplementationClassUID = "1.2.826.0.1.3680043.10.1555.1"
     meta.ImplementationVersionName = "RADCLOUD_01"
@@ -204,7 +204,9 @@ def _prepend(path: Path, header: bytes) -> None:
 
 def _read_bare(path: Path, explicit: bool) -> Dataset:
     try:
-        return dcmread(path, defer_size=DEFER_SIZE, force=True, specific_tags=[0x00080016, 0x00080018])
+        return dcmread(
+            path, defer_size=DEFER_SIZE, force=True, specific_tags=[0x00080016, 0x00080018]
+        )
     except Exception as exc:  # noqa: BLE001 - any failure here means "not DICOM"
         raise InvalidDicom(f"not a DICOM file: {exc}") from exc
 
@@ -235,7 +237,9 @@ def _required_uids(ds: Dataset) -> dict[str, str]:
 
     def missing(detail: str) -> MissingAttribute:
         return MissingAttribute(
-            detail, sop_class_uid=uids.get("SOPClassUID", ""), sop_uid=uids.get("SOPInstanceUID", "")
+            detail,
+            sop_class_uid=uids.get("SOPClassUID", ""),
+            sop_uid=uids.get("SOPInstanceUID", ""),
         )
 
     for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
@@ -279,6 +283,7 @@ def to_json_model(ds: Dataset, base_uri: str) -> dict[str, Any]:
     deferred values are never read.
     """
     out: dict[str, Any] = {}
+    encoding = _charset(ds)
     for tag in sorted(ds.keys()):
         raw = ds.get_item(tag)
         key = f"{int(tag):08X}"
@@ -290,12 +295,80 @@ def to_json_model(ds: Dataset, base_uri: str) -> dict[str, Any]:
         if deferred or big or tag == _PIXEL_DATA:
             out[key] = {"vr": vr, "BulkDataURI": f"{base_uri}/bulkdata/{key}"}
             continue
+        fast = _fast_json(raw, vr, encoding) if encoding else None
+        if fast is not None:
+            out[key] = fast
+            continue
         try:
             elem = ds[tag]
             out[key] = elem.to_json_dict(None, 2**31)
         except Exception:  # noqa: BLE001 - keep metadata of a value pydicom can't decode
             out[key] = {"vr": "UN"}
     return out
+
+
+_TEXT_VRS = {"AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UI", "UC"}
+_SINGLE_TEXT_VRS = {"LT", "ST", "UT", "UR"}
+_NUMERIC = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+_FAST_CHARSETS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
+
+
+def _charset(ds: Dataset) -> str | None:
+    """The Python codec for the data set's single-byte/UTF-8 character set, else None."""
+    raw = ds.get_item(0x00080005)
+    if raw is None:
+        return "ascii"
+    value = raw.value if isinstance(raw, RawDataElement) else None
+    if value is None:
+        return None
+    name = value.decode("ascii", "replace").strip(" \0")
+    return _FAST_CHARSETS.get(name)
+
+
+def _fast_json(raw: RawDataElement | DataElement, vr: str, encoding: str) -> dict | None:
+    """DICOM JSON of a plain little-endian value without building a DataElement.
+
+    Covers the VRs that make up most of an image header; returns None for
+    anything else (sequences, person names, big endian…) so pydicom handles it.
+    """
+    if not isinstance(raw, RawDataElement) or not raw.is_little_endian or raw.value is None:
+        return None
+    data = raw.value
+    if not data:
+        return {"vr": vr}
+    if vr in _TEXT_VRS or vr in _SINGLE_TEXT_VRS:
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            return None
+        if vr == "UI":
+            text = text.rstrip("\0 ")
+        parts = [text] if vr in _SINGLE_TEXT_VRS else text.split("\\")
+        parts = [p.rstrip(" \0") if vr in _SINGLE_TEXT_VRS else p.strip(" \0") for p in parts]
+        values = [p if p else None for p in parts]
+        return {"vr": vr, "Value": values} if any(v is not None for v in values) else {"vr": vr}
+    if vr in ("IS", "DS"):
+        try:
+            nums = [_number(p.strip(" \0"), vr) for p in data.decode("ascii").split("\\")]
+        except (UnicodeDecodeError, ValueError):
+            return None
+        return {"vr": vr, "Value": nums}
+    if vr in _NUMERIC:
+        fmt = _NUMERIC[vr]
+        size = struct.calcsize(fmt)
+        if len(data) % size:
+            return None
+        return {"vr": vr, "Value": list(struct.unpack(f"<{len(data) // size}{fmt}", data))}
+    return None
+
+
+def _number(text: str, vr: str) -> int | float | None:
+    if not text:
+        return None
+    if vr == "IS":
+        return int(text)
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
 
 
 def frame_locations(ds: Dataset, size: int) -> Frames | None:
