@@ -33,7 +33,9 @@ def make_engine(url: str) -> Engine:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20,
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=20,
             max_overflow=40,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
