@@ -30,6 +30,7 @@ class CompressionRule(StrEnum):
     NONE = "none"
     JPEG_LS = "jpeg-ls"
     JPEG_2000 = "jpeg2000"
+    HTJ2K = "htj2k"
 
 
 class Settings(BaseSettings):
@@ -51,6 +52,9 @@ class Settings(BaseSettings):
     )
     compression: CompressionRule = Field(
         CompressionRule.NONE, description="Lossless compression of pixel data at rest."
+    )
+    compression_modalities: str = Field(
+        "", description="Comma-separated modalities the compression rule applies to ('' = all)."
     )
     max_upload_bytes: int = Field(
         8 * 1024**3, description="Largest accepted HTTP upload body (bytes)."

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from radcloud.archive import compression
 from radcloud.archive.service import Archive
 from radcloud.config import DuplicatePolicy
 from radcloud.dicom.names import name_key
@@ -90,8 +91,9 @@ def store(
     Raises a :mod:`radcloud.errors` error and leaves nothing behind when the
     object is refused.
     """
-    key: str | None = None
+    keys: list[str] = []
     committed = False
+    compressed: Path | None = None
     try:
         parsed = parse_file(path)
         if expected_study_uid and parsed.study_uid != expected_study_uid:
@@ -101,22 +103,63 @@ def store(
                 sop_uid=parsed.sop_uid,
             )
         sha = _sha256(path)
-        key = new_key()
-        archive.storage.put_file(key, path)
-        result, stale = archive.retrying(
-            lambda: _index(archive, parsed, key, sha, source)  # type: ignore[arg-type]
-        )
+        blob = _blob_row(archive, parsed, sha)
+        compressed = blob.pop("_path")
+        keys.append(new_key())
+        archive.storage.put_file(keys[0], compressed)
+        blob["blob_key"] = keys[0]
+        if blob.get("_envelope") is not None:
+            keys.append(new_key())
+            archive.storage.put_bytes(keys[1], blob["_envelope"])
+            blob["envelope_key"] = keys[1]
+        blob.pop("_envelope", None)
+        result, stale = archive.retrying(lambda: _index(archive, parsed, blob, sha, source))
         committed = True
         if result.status == "duplicate":
-            archive.storage.delete(key)
-        if stale:
-            archive.storage.delete(stale)
+            for k in keys:
+                archive.storage.delete(k)
+        for k in stale:
+            archive.storage.delete(k)
         return result
     finally:
-        if Path(path).exists():
-            os.unlink(path)
-        if key is not None and not committed:
-            archive.storage.delete(key)
+        for p in (Path(path), compressed):
+            if p is not None and p.exists():
+                os.unlink(p)
+        if not committed:
+            for k in keys:
+                archive.storage.delete(k)
+
+
+def _blob_row(archive: Archive, parsed: ParsedInstance, sha: str) -> dict[str, Any]:
+    """What the blob will hold: the received file, or its losslessly compressed copy."""
+    row: dict[str, Any] = {
+        "_path": parsed.path,
+        "size": parsed.size,
+        "sha256": sha,
+        "transfer_syntax_uid": parsed.transfer_syntax_uid,
+        "frames_json": orjson.dumps(parsed.frames).decode() if parsed.frames is not None else None,
+    }
+    ts = compression.target_syntax(archive.settings, parsed)
+    if ts is None:
+        return row
+    _fh, out = spool(archive)
+    _fh.close()
+    done = compression.compress(parsed, ts, out)
+    if done is None:
+        out.unlink(missing_ok=True)
+        return row
+    packed = parse_file(out)
+    return {
+        "_path": out,
+        "_envelope": done.envelope,
+        "size": packed.size,
+        "sha256": _sha256(out),
+        "transfer_syntax_uid": ts,
+        "frames_json": orjson.dumps(packed.frames).decode() if packed.frames else None,
+        "original_ts": parsed.transfer_syntax_uid,
+        "original_size": parsed.size,
+        "original_sha256": sha,
+    }
 
 
 def _sha256(path: Path) -> str:
@@ -136,9 +179,17 @@ def _insert(archive: Archive, table: type) -> Any:
     return ins(table)
 
 
+_AS_RECEIVED = {
+    "original_ts": None,
+    "original_size": None,
+    "original_sha256": None,
+    "envelope_key": None,
+}
+
+
 def _index(
-    archive: Archive, p: ParsedInstance, key: str, sha: str, source: str
-) -> tuple[StoreResult, str | None]:
+    archive: Archive, p: ParsedInstance, blob: dict[str, Any], sha: str, source: str
+) -> tuple[StoreResult, list[str]]:
     with archive.write() as conn:
         series_fk = _series_fk(archive, conn, p)
         row = dict(
@@ -146,15 +197,11 @@ def _index(
             series_fk=series_fk,
             sop_class_uid=p.sop_class_uid,
             instance_number=p.integer("InstanceNumber"),
-            transfer_syntax_uid=p.transfer_syntax_uid,
             rows=p.integer("Rows"),
             columns=p.integer("Columns"),
             bits_allocated=p.integer("BitsAllocated"),
             number_of_frames=p.integer("NumberOfFrames"),
-            blob_key=key,
-            size=p.size,
-            sha256=sha,
-            frames_json=orjson.dumps(p.frames).decode() if p.frames is not None else None,
+            **{**_AS_RECEIVED, **blob},
             metadata_json=orjson.dumps(p.metadata).decode(),
             source=source[:80],
             created_at=_now(),
@@ -166,7 +213,7 @@ def _index(
             .returning(Instance.id)
         )
         inserted = conn.execute(stmt).first() is not None
-        status, stale = "stored", None
+        status, stale = "stored", []
         if not inserted:
             status, stale = _duplicate(archive, conn, p, row)
         conn.execute(update(Series).where(Series.id == series_fk).values(updated_at=_now()))
@@ -176,14 +223,16 @@ def _index(
 
 def _duplicate(
     archive: Archive, conn: Connection, p: ParsedInstance, row: dict[str, object]
-) -> tuple[str, str | None]:
-    """Apply the duplicate policy; returns (status, blob key that is no longer used)."""
-    old_key = conn.scalar(select(Instance.blob_key).where(Instance.sop_uid == p.sop_uid))
+) -> tuple[str, list[str]]:
+    """Apply the duplicate policy; returns (status, blob keys that are no longer used)."""
+    old = conn.execute(
+        select(Instance.blob_key, Instance.envelope_key).where(Instance.sop_uid == p.sop_uid)
+    ).one()
     if archive.settings.duplicate_policy is DuplicatePolicy.KEEP:
-        return "duplicate", None
+        return "duplicate", []
     values = {k: v for k, v in row.items() if k not in ("sop_uid", "created_at")}
     conn.execute(update(Instance).where(Instance.sop_uid == p.sop_uid).values(**values))
-    return "replaced", old_key
+    return "replaced", [k for k in old if k]
 
 
 def _series_fk(archive: Archive, conn: Connection, p: ParsedInstance) -> int:

@@ -37,6 +37,14 @@ class InstanceRef:
     sha256: str
     number_of_frames: int
     frames_json: str | None
+    original_ts: str | None = None
+    original_sha256: str | None = None
+    envelope_key: str | None = None
+
+    @property
+    def received_ts(self) -> str:
+        """The transfer syntax the instance arrived in (differs when compressed at rest)."""
+        return self.original_ts or self.transfer_syntax_uid
 
     @property
     def frames(self) -> list[list[tuple[int, int]]] | None:
@@ -55,6 +63,7 @@ def find_instances(
             Instance.id, Instance.sop_uid, Instance.sop_class_uid, Series.series_uid,
             Study.study_uid, Instance.transfer_syntax_uid, Instance.blob_key, Instance.size,
             Instance.sha256, Instance.number_of_frames, Instance.frames_json,
+            Instance.original_ts, Instance.original_sha256, Instance.envelope_key,
         )
         .join(Series, Instance.series_fk == Series.id)
         .join(Study, Series.study_fk == Study.id)
@@ -67,7 +76,7 @@ def find_instances(
         stmt = stmt.where(Instance.sop_uid == sop_uid)
     with archive.read() as conn:
         refs = [
-            InstanceRef(*r[:9], int(r.number_of_frames or 1), r.frames_json)
+            InstanceRef(*r[:9], int(r.number_of_frames or 1), r.frames_json, *r[11:])
             for r in conn.execute(stmt)
         ]
     if not refs:
@@ -85,6 +94,45 @@ def read_verified(archive: Archive, ref: InstanceRef) -> bytes:
             f"instance {ref.sop_uid}: stored file does not match its SHA-256 (blob {ref.blob_key})"
         )
     return data
+
+
+def read_original(archive: Archive, ref: InstanceRef) -> bytes:
+    """The file exactly as it was received, rebuilt if it was compressed at rest."""
+    stored = read_verified(archive, ref)
+    if not ref.envelope_key:
+        return stored
+    from radcloud.archive import compression
+
+    with archive.storage.open(ref.envelope_key) as fh:
+        envelope = fh.read()
+    meta = instance_meta(archive, ref)
+    pixel = _pixel_kwargs(meta)
+    data = compression.restore(
+        envelope, compression.decoded_frames(stored, pixel, ref.transfer_syntax_uid)
+    )
+    if hashlib.sha256(data).hexdigest() != ref.original_sha256:
+        raise IntegrityError(
+            f"instance {ref.sop_uid}: the file rebuilt from its compressed copy does not "
+            "match the SHA-256 recorded when it was received"
+        )
+    return data
+
+
+def _pixel_kwargs(meta: dict[str, Any]) -> dict[str, int | str]:
+    def first(key: str, default: int | str) -> int | str:
+        values = meta.get(key, {}).get("Value")
+        return values[0] if values else default
+
+    return {
+        "rows": int(first("00280010", 0)),
+        "columns": int(first("00280011", 0)),
+        "samples_per_pixel": int(first("00280002", 1)),
+        "bits_allocated": int(first("00280100", 16)),
+        "bits_stored": int(first("00280101", first("00280100", 16))),
+        "pixel_representation": int(first("00280103", 0)),
+        "photometric": str(first("00280004", "MONOCHROME2")),
+        "planar_configuration": int(first("00280006", 0)),
+    }
 
 
 def metadata(

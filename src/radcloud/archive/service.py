@@ -93,6 +93,11 @@ class Archive:
         with self.read() as conn:
             known = set(conn.scalars(select(Instance.blob_key)))
             known |= set(conn.scalars(select(Thumbnail.blob_key)))
+            known |= set(
+                conn.scalars(
+                    select(Instance.envelope_key).where(Instance.envelope_key.is_not(None))
+                )
+            )
         now = time.time()
         orphans = 0
         for key in list(self.storage.keys()):

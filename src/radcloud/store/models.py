@@ -110,6 +110,12 @@ class Instance(Base):
     # (one list of fragments per frame), so a frame is one ranged read.
     frames_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     metadata_json: Mapped[str] = mapped_column(Text)
+    # Set when the blob was compressed at rest: the file as received can be rebuilt
+    # bit for bit from the blob + the envelope blob (bytes around the pixel data).
+    original_ts: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    original_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    original_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    envelope_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
     source: Mapped[str] = mapped_column(String(80), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
