@@ -4,19 +4,19 @@ Nothing offline ships a real chest CT *series*, so tests, benchmarks and the dem
 command build one here.  The phantom is drawn in patient millimetres (LPS, head
 first supine) so that geometry, HU values and organ positions are known exactly:
 
-=====================  ==========================================
-structure              value (HU)
-=====================  ==========================================
-air outside the body   -1000
-subcutaneous fat rim   -100
-muscle / soft tissue   40
-lungs                  -850, with branching vessels at 40
-heart, aorta           40 / 45, wrapped in fat (-90)
-liver (lung bases)     60
-vertebrae, ribs,       700 (cortex 1000)
-sternum
-table                  150
-=====================  ==========================================
+==============================  ====================================
+structure                       value (HU)
+==============================  ====================================
+air outside the body            -1000
+subcutaneous fat rim            -100
+muscle / soft tissue            40
+lungs                           -850, with branching vessels at 40
+heart / aorta                   40 / 45, wrapped in fat (-90)
+trachea and main bronchi        air (-1000) in a soft-tissue wall
+liver dome (lung bases)         60
+vertebra, ribs, sternum         700, cortex 1000
+table                           150
+==============================  ====================================
 
 Gaussian noise (sigma 10 HU) is added inside the circular field of view; outside it
 the stored value is ``PixelPaddingValue``.  Pixels are stored as ``HU + 1024`` in
@@ -30,6 +30,7 @@ the same pixels; UIDs are fresh on every call unless passed in.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     generate_uid,
@@ -74,6 +76,7 @@ HU: dict[str, float] = {
 
 NOISE_SIGMA = 10.0
 CHEST_LENGTH_MM = 250.0  # nominal apex-to-base length used for the vessel trees
+MAX_VESSEL_SLAB_MM = 3.0  # thickest vessel-tree slab one slice shows
 RESCALE_INTERCEPT = -1024
 PADDING_VALUE = 0  # stored value outside the FOV; in-FOV values are clipped to >= 1
 IMPLEMENTATION_VERSION = "RADCLOUD_PHANTOM"
@@ -199,8 +202,12 @@ def _bisecting_tree(
     return pts, rads
 
 
+@functools.lru_cache(maxsize=8)
 def _vessel_tree(seed: int) -> _VesselTree:
-    """Pulmonary vessel trees of both lungs, rooted at the hila, from ``seed``."""
+    """Pulmonary vessel trees of both lungs, rooted at the hila, from ``seed``.
+
+    Cached (read-only arrays), so many small test series share one ~0.3 s build.
+    """
     rng = np.random.default_rng([seed, 7919])
     pts: list[np.ndarray] = []
     rads: list[np.ndarray] = []
@@ -210,17 +217,18 @@ def _vessel_tree(seed: int) -> _VesselTree:
         pts += p
         rads += r
     allp = np.concatenate(pts)
-    return _VesselTree(allp[:, 0].copy(), allp[:, 1].copy(), allp[:, 2].copy(),
-                       np.concatenate(rads))
+    arrays = [allp[:, 0].copy(), allp[:, 1].copy(), allp[:, 2].copy(), np.concatenate(rads)]
+    for a in arrays:
+        a.flags.writeable = False
+    return _VesselTree(*arrays)
 
 
-def _draw_vessels(
-    cv: _Canvas, tree: _VesselTree, z: float, slab: float, lung: np.ndarray
-) -> None:
+def _draw_vessels(cv: _Canvas, tree: _VesselTree, z: float, slab: float, lung: np.ndarray) -> None:
     """Paint the vessels inside the slab ``z +/- slab/2`` (soft-edged), only inside ``lung``.
 
-    The slab is the slice's share of the nominal chest length, so every vessel
-    between two neighbouring slices shows up in one of them whatever the slice count.
+    The slab is the slice's share of the nominal chest length (at most
+    ``MAX_VESSEL_SLAB_MM``), so vessels stay continuous from slice to slice
+    without short series turning into a thick-slab MIP.
     """
     dz = np.maximum(np.abs(tree.z - z) - slab / 2.0, 0.0)
     sel = dz < tree.r
@@ -347,7 +355,7 @@ def chest_slice_hu(
     rows: int,
     columns: int,
     pixel_spacing: float,
-    tree: Any,
+    tree: _VesselTree,
     rng: np.random.Generator,
     slab_mm: float = 1.25,
 ) -> np.ndarray:
@@ -397,9 +405,9 @@ def _file_meta(sop_class: str, sop_instance: str, ts: str) -> FileMetaDataset:
     """Part-10 file meta information for one instance."""
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance
-    meta.TransferSyntaxUID = ts
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance)
+    meta.TransferSyntaxUID = UID(ts)
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION
     return meta
@@ -527,15 +535,13 @@ def chest_ct_series(
     series_uid = series_uid or generate_uid()
     frame_uid = generate_uid()
     tree = _vessel_tree(seed)
-    slab = CHEST_LENGTH_MM / n_slices
+    slab = min(CHEST_LENGTH_MM / n_slices, MAX_VESSEL_SLAB_MM)
     fov = _fov_mask(rows, columns)
     for k in range(n_slices):
         t = (k + 0.5) / n_slices
         z = -k * slice_thickness
         rng = np.random.default_rng([seed, k])
-        hu = chest_slice_hu(
-            t, t * CHEST_LENGTH_MM, rows, columns, pixel_spacing, tree, rng, slab
-        )
+        hu = chest_slice_hu(t, t * CHEST_LENGTH_MM, rows, columns, pixel_spacing, tree, rng, slab)
         ds = _ct_dataset(
             _to_stored(hu, fov),
             k,
