@@ -16,8 +16,15 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+)
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -89,7 +96,7 @@ def multipart_boundary(content_type: str | None, *subtypes: str) -> tuple[str, d
         wanted = " or ".join(f"multipart/{s}" for s in subtypes)
         raise UnsupportedMediaType(f"Content-Type {content_type!r} is not {wanted}")
     boundary = params.get("boundary", "")
-    if not boundary or len(boundary) > 200:
+    if not boundary or len(boundary) > 200 or not boundary.isascii():
         raise MalformedBody(f"Content-Type {content_type!r} has no usable boundary parameter")
     return boundary, params
 
@@ -104,7 +111,6 @@ class Part:
     headers: dict[str, str]
     path: Path
     size: int = 0
-    params: dict[str, str] = field(default_factory=dict)
 
     @property
     def content_type(self) -> str:
@@ -214,7 +220,7 @@ class _Reader:
 
 async def iter_parts(
     request: Request, boundary: str, spool: Spool, max_bytes: int | None = None
-) -> AsyncIterator[Part]:
+) -> AsyncGenerator[Part, None]:
     """Yield each part of a multipart body with its bytes in a spool file.
 
     The consumer owns a yielded part's file until it asks for the next part;
@@ -232,8 +238,8 @@ async def iter_parts(
             if await _closing(reader):
                 return
             headers = await _read_headers(reader)
-            current = Part(headers, Path())
-            current.path, current.size = await _read_body(reader, delim, spool)
+            path, size = await _read_body(reader, delim, spool)
+            current = Part(headers, path, size)
             yield current
             current.discard()
             current = None
@@ -317,7 +323,8 @@ def multipart_writer(
     content_type = "multipart/related"
     if media_type:
         content_type += f'; type="{media_type}"'
-    content_type += f"; boundary={boundary}"
+    token = re.fullmatch(r"[A-Za-z0-9'+_.-]+", boundary)
+    content_type += f"; boundary={boundary}" if token else f'; boundary="{boundary}"'
     if isinstance(parts, AsyncIterable):
         return content_type, _write_async(parts, boundary)
     return content_type, _write_sync(parts, boundary)

@@ -6,7 +6,10 @@ worker thread; the answer is the Store Instances Response Module as DICOM JSON.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -17,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from radcloud.archive import ingest
 from radcloud.archive.ingest import StoreResult
 from radcloud.archive.service import Archive
-from radcloud.errors import MalformedBody, RadcloudError, UnsupportedMediaType
+from radcloud.errors import MalformedBody, PayloadTooLarge, RadcloudError, UnsupportedMediaType
 from radcloud.web.deps import ArchiveDep, BaseUrlDep
 from radcloud.web.multipart import Part, iter_parts, multipart_boundary, negotiate, read_body
 
@@ -53,7 +56,7 @@ async def store_study_instances(
 async def _stow(request: Request, archive: Archive, base: str, study: str | None) -> Response:
     media = negotiate(request.headers.get("accept"), _OFFERED)
     source = f"stow:{request.client.host if request.client else ''}"
-    outcomes = [o async for o in _receive(request, archive, source, study)]
+    outcomes = await _collect(_receive(request, archive, source, study))
     if not outcomes:
         raise MalformedBody("the request holds no instances")
     body = response_module(outcomes, base, study)
@@ -63,14 +66,26 @@ async def _stow(request: Request, archive: Archive, base: str, study: str | None
     return response
 
 
-async def _receive(request: Request, archive: Archive, source: str, study: str | None) -> Any:
+async def _collect(outcomes: AsyncIterator[Outcome]) -> list[Outcome]:
+    """All outcomes; a body that breaks off after something was stored is one more failure."""
+    out: list[Outcome] = []
+    try:
+        async for o in outcomes:
+            out.append(o)
+    except (MalformedBody, PayloadTooLarge) as exc:
+        if not any(o.result for o in out):
+            raise
+        out.append(Outcome(error=exc))
+    return out
+
+
+async def _receive(
+    request: Request, archive: Archive, source: str, study: str | None
+) -> AsyncIterator[Outcome]:
     """Store each part of the body in turn, yielding its Outcome."""
     content_type = request.headers.get("content-type", "")
     limit = archive.settings.max_upload_bytes
-
-    def spool() -> Any:
-        return ingest.spool(archive)
-
+    spool = partial(ingest.spool, archive)
     if content_type.split(";")[0].strip().lower() == _DICOM:
         part = await read_body(request, spool, limit)
         yield await _store_part(archive, part, source, study)
@@ -80,14 +95,17 @@ async def _receive(request: Request, archive: Archive, source: str, study: str |
         raise UnsupportedMediaType(
             f"multipart/related type {params['type']!r} is not supported; send {_DICOM!r} parts"
         )
-    async for part in iter_parts(request, boundary, spool, limit):
-        yield await _store_part(archive, part, source, study)
+    async with aclosing(iter_parts(request, boundary, spool, limit)) as parts:
+        async for part in parts:
+            yield await _store_part(archive, part, source, study)
 
 
 async def _store_part(archive: Archive, part: Part, source: str, study: str | None) -> Outcome:
     if part.content_type not in _PART_TYPES:
         part.discard()
-        return Outcome(error=UnsupportedMediaType(f"part of type {part.content_type!r} is not DICOM"))
+        return Outcome(
+            error=UnsupportedMediaType(f"part of type {part.content_type!r} is not DICOM")
+        )
     try:
         result = await run_in_threadpool(
             ingest.store, archive, part.path, source=source, expected_study_uid=study
@@ -120,7 +138,10 @@ def response_module(outcomes: list[Outcome], base: str, study: str | None) -> di
     if stored:
         body["00081199"] = {"vr": "SQ", "Value": [_stored_item(r, base) for r in stored]}
     if other:
-        body["0008119A"] = {"vr": "SQ", "Value": [{"00081197": _el("US", e.failure_reason)} for e in other]}
+        body["0008119A"] = {
+            "vr": "SQ",
+            "Value": [{"00081197": _el("US", e.failure_reason)} for e in other],
+        }
     return body
 
 
