@@ -1,10 +1,11 @@
 """Retrieval in derived forms: other transfer syntaxes, single frames, rendered images, thumbnails.
 
-The stored file stays exactly as received; anything else is derived on request
-from one frame (frames, rendered images) or from the verified file (a whole
-instance in another transfer syntax).  Decode/encode/render work is CPU-bound,
-so it runs under a process-wide semaphore sized by ``settings.render_concurrency``
-and a burst of viewer requests cannot starve ingest.  Thumbnails are cached as
+Nothing stored is ever changed: other forms are derived on request from one
+frame (frames, rendered images) or from the verified blob (a whole instance in
+another transfer syntax), and ``*`` gives back the file exactly as received.
+Decode/encode/render work is CPU-bound, so it runs under a process-wide
+semaphore sized by ``settings.render_concurrency`` and a burst of viewer
+requests cannot starve ingest.  Thumbnails are cached as
 blobs with a :class:`Thumbnail` row per instance and variant.
 """
 
@@ -26,23 +27,29 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from radcloud.archive import retrieve
-from radcloud.archive.retrieve import NATIVE_SYNTAXES, InstanceRef
+from radcloud.archive.retrieve import InstanceRef
 from radcloud.archive.service import Archive
 from radcloud.dicom import codecs
-from radcloud.errors import NotFound, UnsupportedTransferSyntax
+from radcloud.errors import BadQuery, NotFound, UnsupportedTransferSyntax
 from radcloud.render import pixels
 from radcloud.store.blobs import new_key
 from radcloud.store.models import Instance, Thumbnail
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
-BIG_ENDIAN = "1.2.840.10008.1.2.2"
 DEFLATED = "1.2.840.10008.1.2.1.99"
 #: Syntaxes whose frames are the same little-endian native bytes.
 LE_NATIVE = {"1.2.840.10008.1.2", EXPLICIT_LE, DEFLATED}
 PIXEL_DATA = "7FE00010"
 
-#: (viewport width, height) or (width, height, sx, sy, sw, sh) per PS3.18 8.3.5.1.3.
+THUMBNAIL_QUALITY = 80
+#: Thumbnail sizes kept in the cache; other sizes are rendered on every request, so
+#: arbitrary viewport values cannot fill the blob store.
+CACHED_SIZES = frozenset({64, 128, 256})
+
+#: (viewport width, height) or (width, height, sx, sy, sw, sh) per PS3.18 §8.3.5.1.3.
 Viewport = tuple[int, ...]
+#: (center, width) or (center, width, "linear" | "linear-exact" | "sigmoid").
+Window = tuple[float, float] | tuple[float, float, str]
 
 _slots: dict[int, threading.BoundedSemaphore] = {}
 _slots_lock = threading.Lock()
@@ -95,13 +102,14 @@ class PixelInfo:
             planar=int(_value(meta, "00280006", 0)),
         )
 
-    def dtype(self, big_endian: bool = False) -> np.dtype[Any]:
+    def dtype(self) -> np.dtype[Any]:
+        """Little-endian dtype of native samples."""
         if self.bits_allocated not in (8, 16, 32):
             raise UnsupportedTransferSyntax(
-                f"{self.bits_allocated}-bit pixel data cannot be decoded or converted"
+                f"{self.bits_allocated}-bit pixel data cannot be converted to another syntax"
             )
         kind = "i" if self.signed else "u"
-        return np.dtype(f"{'>' if big_endian else '<'}{kind}{self.bits_allocated // 8}")
+        return np.dtype(f"<{kind}{self.bits_allocated // 8}")
 
     def codec_args(self) -> dict[str, Any]:
         return dict(
@@ -112,55 +120,31 @@ class PixelInfo:
             bits_stored=self.bits_stored,
             pixel_representation=int(self.signed),
             photometric=self.photometric,
+            planar_configuration=self.planar,
         )
 
 
-def _native_array(data: bytes, info: PixelInfo, big_endian: bool) -> np.ndarray:
-    """One native frame as (rows, columns[, samples]), high bits masked/sign-extended."""
-    if info.photometric.endswith("_422"):
-        raise UnsupportedTransferSyntax("native YBR_FULL_422 frames cannot be converted")
-    count = info.rows * info.columns * info.samples
-    arr = np.frombuffer(data, info.dtype(big_endian), count=count).astype(info.dtype())
-    if info.samples == 1:
-        arr = arr.reshape(info.rows, info.columns)
-    elif info.planar == 1:
-        arr = arr.reshape(info.samples, info.rows, info.columns).transpose(1, 2, 0)
-    else:
-        arr = arr.reshape(info.rows, info.columns, info.samples)
-    return _mask_high_bits(arr, info)
-
-
-def _mask_high_bits(arr: np.ndarray, info: PixelInfo) -> np.ndarray:
-    shift = info.bits_allocated - info.bits_stored
-    if shift <= 0:
-        return arr
-    if info.signed:
-        return (arr << shift) >> shift  # type: ignore[no-any-return]
-    return arr & np.array((1 << info.bits_stored) - 1, dtype=arr.dtype)  # type: ignore[no-any-return]
+def decode(raw: bytes, ts: str, info: PixelInfo) -> np.ndarray:
+    """One frame's bytes in ``ts`` as (rows, columns[, samples]) (call under a slot)."""
+    return codecs.decode_frame(raw, ts, **info.codec_args())
 
 
 def _native_bytes(arr: np.ndarray, info: PixelInfo) -> bytes:
-    """A decoded frame as Explicit VR Little Endian pixel bytes, laid out as the metadata says."""
+    """A decoded frame as little-endian native bytes, laid out as the metadata says."""
     out = np.ascontiguousarray(arr, dtype=info.dtype())
     if info.samples > 1 and info.planar == 1:
         out = np.ascontiguousarray(out.transpose(2, 0, 1))
     return out.tobytes()
 
 
-def decode(raw: bytes, ts: str, info: PixelInfo) -> np.ndarray:
-    """One frame's stored bytes in ``ts`` as a pixel array (call under a slot)."""
-    if ts in NATIVE_SYNTAXES or ts == DEFLATED:
-        return _native_array(raw, info, big_endian=ts == BIG_ENDIAN)
-    return codecs.decode_frame(raw, ts, **info.codec_args())  # type: ignore[no-any-return]
-
-
-def encode(arr: np.ndarray, ts: str, info: PixelInfo) -> bytes:
-    """A pixel array as one frame in ``ts`` (call under a slot)."""
+def encode(arr: np.ndarray, ts: str, info: PixelInfo, source_ts: str) -> bytes:
+    """A decoded frame (from ``source_ts``) as one frame in ``ts`` (call under a slot)."""
     if ts in LE_NATIVE:
         return _native_bytes(arr, info)
-    return codecs.encode_frame(  # type: ignore[no-any-return]
-        arr, ts, bits_stored=info.bits_stored, photometric=info.photometric
-    )
+    return codecs.encode_frame(
+        arr, ts, bits_stored=info.bits_stored, signed=info.signed,
+        photometric=codecs.decoded_photometric(source_ts, info.photometric),
+    )  # fmt: skip
 
 
 def same_frame_bytes(stored: str, target: str) -> bool:
@@ -180,7 +164,8 @@ def frame_in(
         return raw
     info = info or PixelInfo.of(retrieve.instance_meta(archive, ref))
     with _slot(archive):
-        return encode(decode(raw, ref.transfer_syntax_uid, info), ts, info)
+        stored = ref.transfer_syntax_uid
+        return encode(decode(raw, stored, info), ts, info, stored)
 
 
 def iter_frames_in(
@@ -203,9 +188,18 @@ def frames_in(archive: Archive, ref: InstanceRef, numbers: list[int], ts: str) -
 
 
 def instance_in(archive: Archive, ref: InstanceRef, ts: str) -> bytes:
-    """The Part-10 file in transfer syntax ``ts``; ``*`` or the stored syntax: bytes as received."""
+    """The Part-10 file in transfer syntax ``ts``, always verified against its SHA-256.
+
+    ``*`` or the syntax it arrived in: the bytes exactly as received; the syntax it
+    is kept in at rest: the stored blob; anything else: transcoded from the blob.
+    """
+    if ts in ("*", ref.received_ts):
+        if not ref.envelope_key:
+            return retrieve.read_original(archive, ref)
+        with _slot(archive):  # compressed at rest: rebuilding decodes every frame
+            return retrieve.read_original(archive, ref)
     data = retrieve.read_verified(archive, ref)
-    if ts in ("*", ref.transfer_syntax_uid):
+    if ts == ref.transfer_syntax_uid:
         return data
     with _slot(archive):
         ds = codecs.transcode(dcmread(io.BytesIO(data)), ts)
@@ -215,21 +209,24 @@ def instance_in(archive: Archive, ref: InstanceRef, ts: str) -> bytes:
 
 
 def bulk_value(archive: Archive, ref: InstanceRef, tag: int) -> bytes:
-    """The value bytes of top-level element ``tag`` as they sit in the stored file."""
+    """The value bytes of element ``tag``, one the metadata gives a BulkDataURI for."""
+    name = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    if "BulkDataURI" not in retrieve.instance_meta(archive, ref).get(f"{tag:08X}", {}):
+        raise NotFound(f"instance has no bulk data element {name}")
     ds = dcmread(io.BytesIO(retrieve.read_verified(archive, ref)))
     elem = ds.get_item(tag)
-    if elem is None:
-        raise NotFound(f"instance has no element ({tag >> 16:04X},{tag & 0xFFFF:04X})")
-    value = elem.value
+    value = elem.value if elem is not None else None
     if isinstance(elem, RawDataElement) or isinstance(value, bytes | bytearray):
         return bytes(value or b"")
-    raise NotFound(f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) is not bulk data")
+    raise NotFound(f"element {name} is not bulk data")
 
 
 # ------------------------------------------------------------------ rendering
 
 
-def _region(arr: np.ndarray, viewport: Viewport | None) -> tuple[np.ndarray, tuple[int, int] | None]:
+def _region(
+    arr: np.ndarray, viewport: Viewport | None
+) -> tuple[np.ndarray, tuple[int, int] | None]:
     """Apply a viewport's source region (negative sw/sh flip); returns (pixels, output size)."""
     if viewport is None:
         return arr, None
@@ -246,34 +243,54 @@ def _crop(arr: np.ndarray, start: int, length: int, axis: int) -> np.ndarray:
     lo, hi = sorted((start, start + length))
     lo, hi = max(lo, 0), min(hi, arr.shape[axis])
     if hi <= lo:
-        raise NotFound("the viewport's source region lies outside the image")
+        raise BadQuery("the viewport's source region lies outside the image")
     out = arr.take(range(lo, hi), axis=axis)
     return np.flip(out, axis=axis) if length < 0 else out
 
 
-def frame_pixels(archive: Archive, ref: InstanceRef, number: int = 1) -> tuple[np.ndarray, dict[str, Any]]:
+@dataclass(frozen=True)
+class DecodedFrame:
+    """One decoded frame with what rendering needs to know about it."""
+
+    pixels: np.ndarray
+    meta: dict[str, Any]
+    photometric: str  # after decoding (a JPEG decoder turns YBR into RGB)
+
+
+def frame_pixels(archive: Archive, ref: InstanceRef, number: int = 1) -> DecodedFrame:
     """Frame ``number`` decoded, with the instance's stored DICOM JSON."""
     meta = retrieve.instance_meta(archive, ref)
     info = PixelInfo.of(meta)
     raw = retrieve.frame(archive, ref, number)
     with _slot(archive):
-        return decode(raw, ref.transfer_syntax_uid, info), meta
+        arr = decode(raw, ref.transfer_syntax_uid, info)
+    return DecodedFrame(
+        arr, meta, codecs.decoded_photometric(ref.transfer_syntax_uid, info.photometric)
+    )
 
 
 def rendered(
     archive: Archive,
     ref: InstanceRef,
     frame: int = 1,
-    window: tuple[float, float] | None = None,
+    window: Window | None = None,
     viewport: Viewport | None = None,
     fmt: str = "jpeg",
     quality: int = 90,
 ) -> bytes:
-    """Frame ``frame`` rendered as a JPEG or PNG image (PS3.18 rendered resource)."""
-    arr, meta = frame_pixels(archive, ref, frame)
+    """Frame ``frame`` as a JPEG or PNG image (PS3.18 §8.3.5 rendered resource).
+
+    ``window`` is (center, width[, function]) in modality units, default the
+    instance's own; ``viewport`` scales to fit (aspect kept) after cropping to its
+    source region, if it has one.
+    """
+    f = frame_pixels(archive, ref, frame)
     with _slot(archive):
-        arr, size = _region(arr, viewport)
-        return pixels.render(arr, meta, window=window, viewport=size, fmt=fmt, quality=quality)
+        arr, size = _region(f.pixels, viewport)
+        return pixels.render(
+            arr, f.meta, window=window, viewport=size, fmt=fmt, quality=quality,
+            photometric=f.photometric,
+        )  # fmt: skip
 
 
 # ------------------------------------------------------------------ thumbnails
@@ -306,26 +323,32 @@ def _remember(archive: Archive, ref: InstanceRef, variant: str, data: bytes) -> 
         ins(Thumbnail)
         .values(instance_fk=ref.id, variant=variant, blob_key=key)
         .on_conflict_do_nothing(index_elements=["instance_fk", "variant"])
+        .returning(Thumbnail.id)  # rowcount is -1 here on psycopg
     )
     kept = False
     try:
         with archive.write() as conn:
-            kept = conn.execute(stmt).rowcount == 1
+            kept = conn.execute(stmt).first() is not None
     finally:
         if not kept:
             archive.storage.delete(key)
 
 
 def thumbnail(archive: Archive, ref: InstanceRef, size: int = 128) -> bytes:
-    """A JPEG of at most ``size`` pixels a side, rendered once and then read from the cache."""
+    """A JPEG of at most ``size`` pixels a side; common sizes are rendered once, then cached."""
     variant = f"jpeg{size}"
-    cached = _cached(archive, ref, variant)
+    cached = _cached(archive, ref, variant) if size in CACHED_SIZES else None
     if cached is not None:
         return cached
-    arr, meta = frame_pixels(archive, ref, 1)
+    f = frame_pixels(archive, ref, 1)
+    fits = max(f.pixels.shape[:2]) <= size  # never enlarge a small image
     with _slot(archive):
-        data = pixels.thumbnail(arr, meta, size=size)
-    archive.retrying(lambda: _remember(archive, ref, variant, data))
+        data = pixels.render(
+            f.pixels, f.meta, viewport=None if fits else (size, size), fmt="jpeg",
+            quality=THUMBNAIL_QUALITY, photometric=f.photometric,
+        )  # fmt: skip
+    if size in CACHED_SIZES:
+        archive.retrying(lambda: _remember(archive, ref, variant, data))
     return data
 
 
