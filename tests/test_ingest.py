@@ -208,3 +208,20 @@ def test_reconcile_removes_orphans_and_temp_files(archive: Archive) -> None:
     assert report == {"temp_files": 1, "orphan_blobs": 1}
     assert len(retrieve.find_instances(archive, r.study_uid)) == 1
     assert counts(archive)[3:] == (1, 1)
+
+
+def test_frame_read_checks_its_digest(archive: Archive) -> None:
+    from radcloud.errors import IntegrityError
+
+    ds = make_dataset(modality="MR", NumberOfFrames=2, Rows=8, Columns=8)
+    r = store_bytes(archive, part10(ds))
+    (ref,) = retrieve.find_instances(archive, r.study_uid)
+    assert retrieve.frame(archive, ref, 1) == ds.PixelData[:128]
+    path = archive.storage.path(ref.blob_key)  # type: ignore[attr-defined]
+    data = bytearray(path.read_bytes())
+    offset = ref.frames[1][0][0]  # type: ignore[index]
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert retrieve.frame(archive, ref, 1) == ds.PixelData[:128]  # frame 1 untouched
+    with pytest.raises(IntegrityError, match="frame 2"):
+        retrieve.frame(archive, ref, 2)

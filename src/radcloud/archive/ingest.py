@@ -138,6 +138,7 @@ def _blob_row(archive: Archive, parsed: ParsedInstance, sha: str) -> dict[str, A
         "sha256": sha,
         "transfer_syntax_uid": parsed.transfer_syntax_uid,
         "frames_json": orjson.dumps(parsed.frames).decode() if parsed.frames is not None else None,
+        "frame_digests": frame_digests(parsed.path, parsed.frames),
     }
     ts = compression.target_syntax(archive.settings, parsed)
     if ts is None:
@@ -156,6 +157,7 @@ def _blob_row(archive: Archive, parsed: ParsedInstance, sha: str) -> dict[str, A
         "sha256": _sha256(out),
         "transfer_syntax_uid": ts,
         "frames_json": orjson.dumps(packed.frames).decode() if packed.frames else None,
+        "frame_digests": frame_digests(out, packed.frames),
         "original_ts": parsed.transfer_syntax_uid,
         "original_size": parsed.size,
         "original_sha256": sha,
@@ -177,6 +179,21 @@ def _now() -> datetime:
 def _insert(archive: Archive, table: type) -> Any:
     ins = sqlite_insert if archive.dialect == "sqlite" else pg_insert
     return ins(table)
+
+
+def frame_digests(path: Path, frames: list[list[tuple[int, int]]] | None) -> str | None:
+    """JSON list of each frame's digest (see :func:`radcloud.archive.retrieve.frame_digest`)."""
+    if not frames:
+        return None
+    out = []
+    with open(path, "rb") as fh:
+        for fragments in frames:
+            h = hashlib.blake2b(digest_size=16)
+            for offset, length in fragments:
+                fh.seek(offset)
+                h.update(fh.read(length))
+            out.append(h.hexdigest())
+    return orjson.dumps(out).decode()
 
 
 _AS_RECEIVED = {

@@ -40,6 +40,7 @@ class InstanceRef:
     original_ts: str | None = None
     original_sha256: str | None = None
     envelope_key: str | None = None
+    frame_digests: str | None = None
 
     @property
     def received_ts(self) -> str:
@@ -64,6 +65,7 @@ def find_instances(
             Study.study_uid, Instance.transfer_syntax_uid, Instance.blob_key, Instance.size,
             Instance.sha256, Instance.number_of_frames, Instance.frames_json,
             Instance.original_ts, Instance.original_sha256, Instance.envelope_key,
+            Instance.frame_digests,
         )
         .join(Series, Instance.series_fk == Series.id)
         .join(Study, Series.study_fk == Study.id)
@@ -162,11 +164,19 @@ def frame(archive: Archive, ref: InstanceRef, number: int) -> bytes:
     if not 1 <= number <= ref.number_of_frames:
         raise NotFound(f"instance has {ref.number_of_frames} frame(s), no frame {number}")
     frames = ref.frames
-    if frames is not None:
-        return b"".join(
-            archive.storage.get_range(ref.blob_key, off, n) for off, n in frames[number - 1]
-        )
-    return _frame_from_file(archive, ref, number)
+    if frames is None:
+        return _frame_from_file(archive, ref, number)
+    data = b"".join(
+        archive.storage.get_range(ref.blob_key, off, n) for off, n in frames[number - 1]
+    )
+    if archive.settings.verify_on_read and ref.frame_digests:
+        expected = orjson.loads(ref.frame_digests)[number - 1]
+        if hashlib.blake2b(data, digest_size=16).hexdigest() != expected:
+            raise IntegrityError(
+                f"instance {ref.sop_uid}: frame {number} does not match the digest "
+                f"recorded at ingest (blob {ref.blob_key})"
+            )
+    return data
 
 
 def _frame_from_file(archive: Archive, ref: InstanceRef, number: int) -> bytes:

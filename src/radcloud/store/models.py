@@ -109,6 +109,9 @@ class Instance(Base):
     # Where each frame's bytes sit in the blob: JSON [[[offset, length], ...], ...]
     # (one list of fragments per frame), so a frame is one ranged read.
     frames_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # BLAKE2b-128 of each frame's bytes, so a frame served by a ranged read is
+    # checked too (the file SHA-256 covers whole-file reads).
+    frame_digests: Mapped[str | None] = mapped_column(Text, nullable=True)
     metadata_json: Mapped[str] = mapped_column(Text)
     # Set when the blob was compressed at rest: the file as received can be rebuilt
     # bit for bit from the blob + the envelope blob (bytes around the pixel data).
