@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 
 from radcloud.archive.service import Archive
 from radcloud.errors import NotFound, RadcloudError, UnknownDestination
@@ -65,7 +65,7 @@ def add_remote_ae(
                 update(RemoteAE).where(RemoteAE.ae_title == title).values(**values)
             ).rowcount
             if not done:
-                conn.execute(RemoteAE.__table__.insert().values(ae_title=title, **values))
+                conn.execute(insert(RemoteAE).values(ae_title=title, **values))
             return not done
 
     created = bool(archive.retrying(_write))

@@ -1,0 +1,385 @@
+"""The ``radcloud`` command: serve, import, export, verify, demo, and DICOM nodes.
+
+Settings come from ``RADCLOUD_*`` environment variables (and ``RADCLOUD_CONFIG``);
+``serve`` options override them.  Expected failures (bad input, a busy port,
+an unreachable database) print one readable line and exit with status 1;
+they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from radcloud.archive import ingest, integrity, nodes, retrieve
+from radcloud.archive.service import Archive
+from radcloud.config import Settings, load_settings
+from radcloud.errors import RadcloudError
+
+app = typer.Typer(
+    name="radcloud",
+    help="radcloud: a DICOM archive with DICOMweb and DIMSE interfaces.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+ae_app = typer.Typer(help="DICOM nodes this archive may send to (C-MOVE destinations).",
+                     no_args_is_help=True)  # fmt: skip
+app.add_typer(ae_app, name="ae")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+#: How many failure reasons ``import`` prints.
+SHOW_REASONS = 10
+
+
+def main() -> None:
+    """Console-script entry point."""
+    warnings.filterwarnings("ignore", module="pydicom")  # lenient reading is logged, not shouted
+    app()
+
+
+# ------------------------------------------------------------------ plumbing
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(1)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise _fail(f"invalid setting: {problems}") from None
+    except OSError as exc:
+        raise _fail(f"cannot read the configuration file: {exc}") from None
+
+
+@contextmanager
+def _archive(settings: Settings | None = None) -> Iterator[Archive]:
+    """The configured archive; expected failures become one readable line and exit 1."""
+    settings = settings or _settings()
+    try:
+        archive = Archive.open(settings)
+    except SQLAlchemyError as exc:
+        raise _fail(f"cannot open the index database: {_reason(exc)}") from None
+    except OSError as exc:
+        raise _fail(f"cannot use data folder {settings.data_dir}: {exc.strerror}") from None
+    try:
+        yield archive
+    except RadcloudError as exc:
+        raise _fail(exc.detail) from None
+    except SQLAlchemyError as exc:
+        raise _fail(f"index database error: {_reason(exc)}") from None
+    finally:
+        archive.close()
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig or exc).strip().splitlines()[0]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, transient=False,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------ serve / demo
+
+
+@app.command()
+def serve(
+    demo: Annotated[
+        bool, typer.Option(help="Load the demo study if the archive is empty.")
+    ] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="Data folder (blobs, SQLite).")] = None,
+    http_port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
+    dicom_port: Annotated[int | None, typer.Option(help="DICOM port; 0 disables DIMSE.")] = None,
+    ae_title: Annotated[str | None, typer.Option(help="Our DICOM AE title.")] = None,
+) -> None:
+    """Run the archive: HTTP (DICOMweb, API) and DICOM listeners in one process."""
+    from radcloud import server
+
+    settings = _settings(
+        data_dir=data_dir, http_port=http_port, dicom_port=dicom_port, ae_title=ae_title,
+        demo=True if demo else None,
+    )  # fmt: skip
+    try:
+        server.run(settings)
+    except server.StartupError as exc:
+        raise _fail(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise _fail(f"cannot open the index database: {_reason(exc)}") from None
+
+
+@app.command("demo")
+def demo_cmd() -> None:
+    """Load the demo chest CT (synthetic, 120 slices) into the configured archive."""
+    from radcloud import server
+
+    with _archive() as archive:
+        if server.has_demo(archive):
+            out.print(f"The demo study (patient ID {server.DEMO_PATIENT_ID}) is already loaded.")
+            return
+        with _progress() as bar:
+            task = bar.add_task("demo chest CT", total=server.DEMO_SLICES)
+            n = server.load_demo(archive, progress=lambda i: bar.update(task, completed=i))
+    out.print(f"Loaded the demo chest CT: {n} slices, patient ID {server.DEMO_PATIENT_ID}.")
+
+
+# ------------------------------------------------------------------ import
+
+
+@dataclass
+class _Item:
+    """One object to import: a file, or a member of a zip file."""
+
+    label: str
+    opener: Callable[[], IO[bytes]]
+    explicit: bool  # named on the command line (so "not DICOM" is an error, not a skip)
+
+
+@dataclass
+class _Tally:
+    stored: int = 0
+    duplicate: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: int = 0
+
+
+def _head(opener: Callable[[], IO[bytes]]) -> bytes:
+    with opener() as fh:
+        return fh.read(132)
+
+
+def _maybe_dicom(head: bytes) -> bool:
+    """A Part 10 file, or a bare data set starting with a group 0002/0008 element."""
+    return head[128:132] == b"DICM" or head[:2] in (b"\x02\x00", b"\x08\x00")
+
+
+def _collect(paths: list[Path], zips: list[zipfile.ZipFile]) -> list[_Item]:
+    items: list[_Item] = []
+    for path in paths:
+        if path.is_dir():
+            for f in sorted(p for p in path.rglob("*") if p.is_file()):
+                items.extend(_file_items(f, False, zips))
+        else:
+            items.extend(_file_items(path, True, zips))
+    return items
+
+
+def _file_items(path: Path, explicit: bool, zips: list[zipfile.ZipFile]) -> list[_Item]:
+    if path.name.upper() == "DICOMDIR" and not explicit:
+        return []  # a media index, not an image
+
+    def opener() -> IO[bytes]:
+        return open(path, "rb")
+
+    if not _maybe_dicom(_head(opener)) and zipfile.is_zipfile(path):
+        zf = zipfile.ZipFile(path)
+        zips.append(zf)
+        return [
+            _Item(f"{path}:{info.filename}", lambda info=info: zf.open(info), False)  # type: ignore[misc]
+            for info in zf.infolist()
+            if not info.is_dir() and Path(info.filename).name.upper() != "DICOMDIR"
+        ]
+    return [_Item(str(path), opener, explicit)]
+
+
+def _import_one(archive: Archive, item: _Item) -> tuple[str, str]:
+    """(outcome, reason): outcome is stored | duplicate | failed | skipped."""
+    try:
+        if not item.explicit and not _maybe_dicom(_head(item.opener)):
+            return "skipped", ""
+        fh, path = ingest.spool(archive)
+        with fh, item.opener() as src:
+            shutil.copyfileobj(src, fh, 1024 * 1024)
+        result = ingest.store(archive, path, source=f"import:{item.label}"[-80:])
+    except RadcloudError as exc:
+        return "failed", exc.detail
+    except (OSError, zipfile.BadZipFile) as exc:
+        return "failed", f"cannot read: {exc}"
+    return ("duplicate" if result.status == "duplicate" else "stored"), ""
+
+
+@app.command("import")
+def import_cmd(
+    paths: Annotated[list[Path], typer.Argument(exists=True, help="Files, folders, zip files.")],
+    jobs: Annotated[int, typer.Option(help="Files imported in parallel.")] = 4,
+) -> None:
+    """Import DICOM files: files, folders (recursively) and zip files."""
+    tally = _Tally()
+    zips: list[zipfile.ZipFile] = []
+    with _archive() as archive:
+        try:
+            items = _collect(paths, zips)
+            with _progress() as bar, ThreadPoolExecutor(max(1, jobs)) as pool:
+                task = bar.add_task("importing", total=len(items))
+                for item, (outcome, reason) in zip(
+                    items, pool.map(lambda it: _import_one(archive, it), items), strict=True
+                ):
+                    _count(tally, item, outcome, reason)
+                    bar.advance(task)
+        finally:
+            for zf in zips:
+                zf.close()
+    _report_import(tally, len(items))
+    if tally.failed:
+        raise typer.Exit(1)
+
+
+def _count(tally: _Tally, item: _Item, outcome: str, reason: str) -> None:
+    if outcome == "stored":
+        tally.stored += 1
+    elif outcome == "duplicate":
+        tally.duplicate += 1
+    elif outcome == "skipped":
+        tally.skipped += 1
+    else:
+        tally.failed.append((item.label, reason))
+
+
+def _report_import(tally: _Tally, total: int) -> None:
+    parts = [
+        f"{tally.stored} stored",
+        f"{tally.duplicate} duplicate",
+        f"{len(tally.failed)} failed",
+    ]
+    if tally.skipped:
+        parts.append(f"{tally.skipped} skipped (not DICOM)")
+    out.print(f"Import finished, {total} file(s): " + ", ".join(parts))
+    if tally.failed:
+        err.print("[bold red]Failed:[/]")
+        for label, reason in tally.failed[:SHOW_REASONS]:
+            err.print(f"  {label}: {reason}")
+        if len(tally.failed) > SHOW_REASONS:
+            err.print(f"  … and {len(tally.failed) - SHOW_REASONS} more")
+
+
+# ------------------------------------------------------------------ export / verify
+
+
+@app.command()
+def export(
+    out_dir: Annotated[Path, typer.Argument(file_okay=False, help="Folder to write into.")],
+    study: Annotated[str, typer.Option(help="Study Instance UID.")],
+    series: Annotated[str | None, typer.Option(help="Only this Series Instance UID.")] = None,
+) -> None:
+    """Write a study's (or one series') files, exactly as received, named <SOP Instance UID>.dcm."""
+    failed: list[tuple[str, str]] = []
+    with _archive() as archive:
+        refs = retrieve.find_instances(archive, study.strip(), series.strip() if series else None)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with _progress() as bar:
+            task = bar.add_task("exporting", total=len(refs))
+            for ref in refs:
+                try:
+                    _write_atomic(
+                        out_dir / f"{ref.sop_uid}.dcm", retrieve.read_original(archive, ref)
+                    )
+                except RadcloudError as exc:
+                    failed.append((ref.sop_uid, exc.detail))
+                bar.advance(task)
+    out.print(f"Exported {len(refs) - len(failed)} of {len(refs)} instance(s) to {out_dir}")
+    for uid, reason in failed[:SHOW_REASONS]:
+        err.print(f"  [red]failed[/] {uid}: {reason}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+@app.command()
+def verify() -> None:
+    """Re-hash every stored blob and check index rows against blobs, both ways."""
+    with _archive() as archive:
+        with _progress() as bar:
+            task = bar.add_task("verifying", total=integrity.instance_count(archive))
+            report = integrity.verify(archive, progress=lambda i: bar.update(task, completed=i))
+    table = Table(title="Archive integrity")
+    table.add_column("check")
+    table.add_column("count", justify="right")
+    table.add_row("instances in the index", str(report.instances))
+    table.add_row("blobs re-hashed", str(report.blobs_checked))
+    for kind, label in (("corrupt", "corrupt (SHA-256 mismatch)"),
+                        ("missing", "index rows without their blob"),
+                        ("orphan", "blobs without an index row")):  # fmt: skip
+        n = report.count(kind)
+        table.add_row(label, f"[red]{n}[/]" if n else "0")
+    out.print(table)
+    for p in report.problems[:SHOW_REASONS]:
+        where = f"instance {p.sop_uid}" if p.sop_uid else "blob"
+        err.print(f"  [red]{p.kind}[/] {where} ({p.blob_key}): {p.detail}")
+    if not report.ok:
+        err.print(f"[bold red]{len(report.problems)} problem(s) found.[/]")
+        raise typer.Exit(1)
+    out.print("[green]OK[/]: every index row has its blob with the recorded SHA-256.")
+
+
+# ------------------------------------------------------------------ ae
+
+
+@ae_app.command("add")
+def ae_add(
+    title: Annotated[str, typer.Argument(help="The node's AE title.")],
+    host: Annotated[str, typer.Option(help="Host name or IP address.")],
+    port: Annotated[int, typer.Option(help="DICOM port.")],
+    description: Annotated[str, typer.Option(help="Free text.")] = "",
+) -> None:
+    """Add a DICOM node (or change the address of an existing one)."""
+    with _archive() as archive:
+        node, created = nodes.add_remote_ae(archive, title, host, port, description)
+    verb = "Added" if created else "Updated"
+    out.print(f"{verb} DICOM node {node.ae_title} at {node.host}:{node.port}")
+
+
+@ae_app.command("list")
+def ae_list() -> None:
+    """List the configured DICOM nodes."""
+    with _archive() as archive:
+        found = nodes.list_remote_aes(archive)
+    if not found:
+        out.print(
+            "No DICOM nodes configured. Add one with: radcloud ae add TITLE --host H --port P"
+        )
+        return
+    table = Table("AE title", "host", "port", "description")
+    for n in found:
+        table.add_row(n.ae_title, n.host, str(n.port), n.description)
+    out.print(table)
+
+
+@ae_app.command("remove")
+def ae_remove(title: Annotated[str, typer.Argument(help="The node's AE title.")]) -> None:
+    """Remove a DICOM node."""
+    with _archive() as archive:
+        nodes.remove_remote_ae(archive, title)
+    out.print(f"Removed DICOM node {title.strip()}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,147 @@
+"""pynetdicom plumbing: an Application Entity whose sockets never wait for Nagle.
+
+A DIMSE exchange is a request PDU answered by a small response PDU.  With
+Nagle's algorithm on (the socket default) and delayed ACKs on the peer, every
+exchange stalls ~40 ms, capping a C-STORE sender at ~25 images/s; pynetdicom
+has no socket-option hook, so :class:`RadcloudAE` sets ``TCP_NODELAY`` on the
+sockets it creates (requestor side) and accepts (listener side).
+
+It also makes pynetdicom's chunked C-STORE receive
+(``_config.STORE_RECV_CHUNKED_DATASET``) spool into the archive's temp folder,
+on the blob file system, so a received data set is renamed into place rather
+than copied, and a crash mid-transfer leaves a ``*.part`` file that
+``Archive.reconcile`` sweeps.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from pynetdicom import AE, _config, dimse_messages
+from pynetdicom.association import Association
+from pynetdicom.transport import (
+    AddressInformation,
+    AssociationSocket,
+    ThreadedAssociationServer,
+)
+
+#: Transfer syntaxes accepted for storage: uncompressed, deflated, JPEG family,
+#: JPEG-LS, JPEG 2000, HTJ2K and RLE (PS3.5 Annex A, PS3.6 Table A-1).
+STORAGE_TRANSFER_SYNTAXES = [
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still sent)
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended (Process 2 & 4)
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless (Process 14)
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
+    "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
+    "1.2.840.10008.1.2.4.203",  # HTJ2K
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+]
+#: Uncompressed little-endian syntaxes every peer must accept (PS3.5 §10.1).
+UNCOMPRESSED = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
+#: Syntaxes pynetdicom converts between on the fly (same endianness, not compressed).
+CONVERTIBLE = {"1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1.99"}
+
+
+def set_nodelay(sock: socket.socket | None) -> None:
+    """Turn Nagle's algorithm off on a TCP socket (no-op for anything else)."""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # pragma: no cover - not a TCP socket
+        pass
+
+
+class NoDelayServer(ThreadedAssociationServer):
+    """The threaded listener, with ``TCP_NODELAY`` on every accepted connection."""
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        client, address = super().get_request()
+        set_nodelay(client)
+        return client, address
+
+
+class RadcloudAE(AE):
+    """A pynetdicom AE whose sockets set ``TCP_NODELAY``; spools C-STORE data to ``spool_dir``."""
+
+    spool_dir: Path | None = None
+
+    def _create_socket(
+        self, assoc: Association, address: AddressInformation, tls_args: Any
+    ) -> AssociationSocket:
+        sock = super()._create_socket(assoc, address, tls_args)
+        set_nodelay(sock.socket)
+        return sock
+
+    def make_server(
+        self,
+        address: tuple[str, int] | tuple[str, int, int, int],
+        ae_title: str | None = None,
+        contexts: Any = None,
+        ssl_context: Any = None,
+        evt_handlers: Any = None,
+        server_class: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        if server_class is None or server_class is ThreadedAssociationServer:
+            server_class = NoDelayServer
+        return super().make_server(
+            address, ae_title, contexts, ssl_context, evt_handlers, server_class, **kwargs
+        )
+
+
+def settle_reactor(assoc: Association, timeout: float = 2.0) -> None:
+    """Wait until ``assoc``'s reactor has resumed after the previous ``send_*`` call.
+
+    pynetdicom pauses the association reactor while a ``send_*`` call waits
+    for its response, and un-pauses it afterwards; its ``_is_paused`` flag
+    stays True until the reactor thread actually wakes up.  A ``send_*``
+    issued in that window trusts the stale flag, and the waking reactor can
+    take the response as an "unexpected" message, the call then failing after
+    the DIMSE timeout (pynetdicom issue #875; it shows on a busy machine).
+    Calling this between two sends on one association closes the window.
+    """
+    deadline = time.monotonic() + timeout
+    while (
+        assoc._is_paused
+        and assoc._reactor_checkpoint.is_set()
+        and assoc.is_established
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.0001)
+
+
+_NamedTemporaryFile = tempfile.NamedTemporaryFile
+
+
+def _spool_file(*_args: Any, **_kwargs: Any) -> IO[bytes]:
+    """Where pynetdicom writes a C-STORE data set being received.
+
+    Runs in the association's DUL thread; the AE it belongs to names the
+    folder (the archive's temp folder), else the system temp folder is used.
+    """
+    assoc = getattr(threading.current_thread(), "assoc", None)
+    spool_dir = getattr(getattr(assoc, "ae", None), "spool_dir", None)
+    if spool_dir is not None:
+        Path(spool_dir).mkdir(parents=True, exist_ok=True)
+    return _NamedTemporaryFile(delete=False, mode="wb", suffix=".part", dir=spool_dir)
+
+
+def enable_chunked_receive() -> None:
+    """Receive C-STORE data sets straight to disk, in the receiving AE's spool folder."""
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    dimse_messages.NamedTemporaryFile = _spool_file  # type: ignore[assignment]

@@ -1,0 +1,129 @@
+"""The DIMSE listener: C-ECHO, C-STORE, C-FIND, C-MOVE and C-GET on one AE.
+
+``DimseServer(archive).start()`` listens in background threads (one per
+association, up to ``Settings.dimse_max_associations``) and returns at once;
+``stop()`` closes the listener.  Handlers are in :mod:`radcloud.dimse.handlers`
+and :mod:`radcloud.dimse.retrieve`; sockets and the spool folder are set up in
+:mod:`radcloud.dimse.net`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pynetdicom import _config
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from radcloud.archive.service import Archive
+from radcloud.dicom.sopclasses import storage_sop_classes
+from radcloud.dimse.handlers import ScpContext, bind
+from radcloud.dimse.net import STORAGE_TRANSFER_SYNTAXES, RadcloudAE, enable_chunked_receive
+
+log = logging.getLogger(__name__)
+
+QR_CLASSES = (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelGet,
+)
+#: Seconds: waiting for an A-ASSOCIATE/A-RELEASE reply, for a DIMSE reply, idle connection.
+ACSE_TIMEOUT, DIMSE_TIMEOUT, NETWORK_TIMEOUT = 30, 120, 300
+
+
+def configure_pynetdicom() -> None:
+    """Process-wide pynetdicom settings radcloud relies on."""
+    enable_chunked_receive()
+    _config.LOG_HANDLER_LEVEL = "none"  # no per-PDU debug formatting
+    _config.LOG_REQUEST_IDENTIFIERS = False
+
+
+def make_ae(archive: Archive, ae_title: str | None = None) -> RadcloudAE:
+    """Our Application Entity with every context the archive serves."""
+    settings = archive.settings
+    ae = RadcloudAE(ae_title=ae_title or settings.ae_title)
+    ae.spool_dir = settings.tmp_dir
+    ae.maximum_associations = max(1, settings.dimse_max_associations)
+    ae.maximum_pdu_size = settings.max_pdu_size
+    ae.acse_timeout, ae.dimse_timeout = ACSE_TIMEOUT, DIMSE_TIMEOUT
+    ae.network_timeout = NETWORK_TIMEOUT
+    ae.add_supported_context(Verification)
+    for uid in QR_CLASSES:
+        ae.add_supported_context(uid)
+    for uid in sorted(storage_sop_classes()):
+        # both roles: we are Storage SCP for C-STORE and Storage SCU for C-GET
+        ae.add_supported_context(uid, STORAGE_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
+    return ae
+
+
+class DimseServer:
+    """The archive's DIMSE listener."""
+
+    def __init__(
+        self,
+        archive: Archive,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        ae_title: str | None = None,
+    ) -> None:
+        settings = archive.settings
+        self.archive = archive
+        self.host = settings.dicom_host if host is None else host
+        self.port = settings.dicom_port if port is None else port
+        self.ae_title = ae_title or settings.ae_title
+        self.ae: RadcloudAE | None = None
+        self._server: Any = None
+
+    def start(self) -> DimseServer:
+        """Start listening (non-blocking); ``port=0`` picks a free port."""
+        configure_pynetdicom()
+        self.ae = make_ae(self.archive, self.ae_title)
+        ctx = ScpContext(self.archive, self.ae_title)
+        self._server = self.ae.start_server(
+            (self.host, self.port), block=False, evt_handlers=bind(ctx)
+        )
+        self.port = int(self._server.server_address[1])
+        log.info("DICOM listener %s on %s:%d", self.ae_title, self.host, self.port)
+        return self
+
+    @property
+    def is_up(self) -> bool:
+        """True while the listener accepts associations."""
+        server = self._server
+        if server is None:
+            return False
+        try:
+            return server.socket is not None and server.socket.fileno() >= 0
+        except OSError:
+            return False
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, give running associations ``grace`` seconds, then abort them."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        if self.ae is None:
+            return
+        deadline = time.monotonic() + grace
+        while self.ae.active_associations and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.ae.shutdown()
+
+    def __enter__(self) -> DimseServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
