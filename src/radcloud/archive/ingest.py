@@ -7,17 +7,17 @@ transaction did not commit.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -34,6 +34,7 @@ from radcloud.dicom.parse import (
 )
 from radcloud.errors import StudyMismatch
 from radcloud.store.blobs import FileStorage, new_key
+from radcloud.store.digests import file_digests
 from radcloud.store.models import Instance, Patient, Series, Study
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,8 @@ def store(
                 sop_class_uid=parsed.sop_class_uid,
                 sop_uid=parsed.sop_uid,
             )
-        sha = _sha256(path)
-        blob = _blob_row(archive, parsed, sha)
+        sha, digests = file_digests(path, parsed.frames)
+        blob = _blob_row(archive, parsed, sha, digests)
         compressed = blob.pop("_path")
         keys.append(new_key())
         archive.storage.put_file(keys[0], compressed)
@@ -130,7 +131,9 @@ def store(
                 archive.storage.delete(k)
 
 
-def _blob_row(archive: Archive, parsed: ParsedInstance, sha: str) -> dict[str, Any]:
+def _blob_row(
+    archive: Archive, parsed: ParsedInstance, sha: str, digests: str | None
+) -> dict[str, Any]:
     """What the blob will hold: the received file, or its losslessly compressed copy."""
     row: dict[str, Any] = {
         "_path": parsed.path,
@@ -138,7 +141,7 @@ def _blob_row(archive: Archive, parsed: ParsedInstance, sha: str) -> dict[str, A
         "sha256": sha,
         "transfer_syntax_uid": parsed.transfer_syntax_uid,
         "frames_json": orjson.dumps(parsed.frames).decode() if parsed.frames is not None else None,
-        "frame_digests": frame_digests(parsed.path, parsed.frames),
+        "frame_digests": digests,
     }
     ts = compression.target_syntax(archive.settings, parsed)
     if ts is None:
@@ -150,26 +153,19 @@ def _blob_row(archive: Archive, parsed: ParsedInstance, sha: str) -> dict[str, A
         out.unlink(missing_ok=True)
         return row
     packed = parse_file(out)
+    packed_sha, packed_digests = file_digests(out, packed.frames)
     return {
         "_path": out,
         "_envelope": done.envelope,
         "size": packed.size,
-        "sha256": _sha256(out),
+        "sha256": packed_sha,
         "transfer_syntax_uid": ts,
         "frames_json": orjson.dumps(packed.frames).decode() if packed.frames else None,
-        "frame_digests": frame_digests(out, packed.frames),
+        "frame_digests": packed_digests,
         "original_ts": parsed.transfer_syntax_uid,
         "original_size": parsed.size,
         "original_sha256": sha,
     }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _now() -> datetime:
@@ -181,19 +177,19 @@ def _insert(archive: Archive, table: type) -> Any:
     return ins(table)
 
 
-def frame_digests(path: Path, frames: list[list[tuple[int, int]]] | None) -> str | None:
-    """JSON list of each frame's digest (see :func:`radcloud.archive.retrieve.frame_digest`)."""
-    if not frames:
-        return None
-    out = []
-    with open(path, "rb") as fh:
-        for fragments in frames:
-            h = hashlib.blake2b(digest_size=16)
-            for offset, length in fragments:
-                fh.seek(offset)
-                h.update(fh.read(length))
-            out.append(h.hexdigest())
-    return orjson.dumps(out).decode()
+@lru_cache(maxsize=8)
+def _statements(dialect: str) -> dict[str, Any]:
+    """Statements built once per dialect and executed with parameters (hot path)."""
+    ins = sqlite_insert if dialect == "sqlite" else pg_insert
+    return {
+        "series_fk": select(Series.id).where(Series.series_uid == bindparam("uid")),
+        "insert_instance": ins(Instance)
+        .on_conflict_do_nothing(index_elements=["sop_uid"])
+        .returning(Instance.id),
+        "touch_series": update(Series)
+        .where(Series.id == bindparam("fk"))
+        .values(updated_at=bindparam("now")),
+    }
 
 
 _AS_RECEIVED = {
@@ -223,17 +219,12 @@ def _index(
             source=source[:80],
             created_at=_now(),
         )
-        stmt = (
-            _insert(archive, Instance)
-            .values(**row)
-            .on_conflict_do_nothing(index_elements=["sop_uid"])
-            .returning(Instance.id)
-        )
-        inserted = conn.execute(stmt).first() is not None
+        sql = _statements(archive.dialect)
+        inserted = conn.execute(sql["insert_instance"], row).first() is not None
         status, stale = "stored", []
         if not inserted:
             status, stale = _duplicate(archive, conn, p, row)
-        conn.execute(update(Series).where(Series.id == series_fk).values(updated_at=_now()))
+        conn.execute(sql["touch_series"], {"fk": series_fk, "now": _now()})
     result = StoreResult(status, p.sop_class_uid, p.sop_uid, p.study_uid, p.series_uid, p.size, sha)
     return result, stale
 
@@ -253,7 +244,7 @@ def _duplicate(
 
 
 def _series_fk(archive: Archive, conn: Connection, p: ParsedInstance) -> int:
-    fk = conn.scalar(select(Series.id).where(Series.series_uid == p.series_uid))
+    fk = conn.scalar(_statements(archive.dialect)["series_fk"], {"uid": p.series_uid})
     if fk is not None:
         return int(fk)
     study_fk = _study_fk(archive, conn, p)

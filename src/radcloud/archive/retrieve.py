@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from radcloud.archive.service import Archive
 from radcloud.errors import IntegrityError, NotFound
+from radcloud.store.digests import frame_digest
 from radcloud.store.models import Instance, Series, Study
 
 NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
@@ -171,7 +172,7 @@ def frame(archive: Archive, ref: InstanceRef, number: int) -> bytes:
     )
     if archive.settings.verify_on_read and ref.frame_digests:
         expected = orjson.loads(ref.frame_digests)[number - 1]
-        if hashlib.blake2b(data, digest_size=16).hexdigest() != expected:
+        if frame_digest(data) != expected:
             raise IntegrityError(
                 f"instance {ref.sop_uid}: frame {number} does not match the digest "
                 f"recorded at ingest (blob {ref.blob_key})"

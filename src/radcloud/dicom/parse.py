@@ -214,7 +214,7 @@ def _read_bare(path: Path, explicit: bool) -> Dataset:
 def _check_complete(ds: Dataset, size: int) -> None:
     """Raise TruncatedDicom when any top-level value runs past the end of the file."""
     for tag in list(ds.keys()):
-        raw = ds.get_item(tag)
+        raw = ds.get_item(tag, keep_deferred=True)
         if not isinstance(raw, RawDataElement):
             continue
         if raw.length == 0xFFFFFFFF:
@@ -285,7 +285,7 @@ def to_json_model(ds: Dataset, base_uri: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     encoding = _charset(ds)
     for tag in sorted(ds.keys()):
-        raw = ds.get_item(tag)
+        raw = ds.get_item(tag, keep_deferred=True)
         key = f"{int(tag):08X}"
         if raw is None:
             continue
@@ -315,7 +315,7 @@ _FAST_CHARSETS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin-1", "IS
 
 def _charset(ds: Dataset) -> str | None:
     """The Python codec for the data set's single-byte/UTF-8 character set, else None."""
-    raw = ds.get_item(0x00080005)
+    raw = ds.get_item(0x00080005, keep_deferred=True)
     if raw is None:
         return "ascii"
     value = raw.value if isinstance(raw, RawDataElement) else None
@@ -375,7 +375,7 @@ def frame_locations(ds: Dataset, size: int) -> Frames | None:
     """File offsets of each frame's bytes (native) or fragments (encapsulated)."""
     if _PIXEL_DATA not in ds:
         return None
-    raw = ds.get_item(_PIXEL_DATA)
+    raw = ds.get_item(_PIXEL_DATA, keep_deferred=True)
     ts = str(getattr(ds.file_meta, "TransferSyntaxUID", ""))
     if not isinstance(raw, RawDataElement) or ts in _NO_DIRECT_OFFSETS:
         return None  # served by parsing the file instead

@@ -27,7 +27,12 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from radcloud.archive.service import Archive
 from radcloud.dicom.sopclasses import storage_sop_classes
 from radcloud.dimse.handlers import ScpContext, bind
-from radcloud.dimse.net import STORAGE_TRANSFER_SYNTAXES, RadcloudAE, enable_chunked_receive
+from radcloud.dimse.net import (
+    STORAGE_TRANSFER_SYNTAXES,
+    RadcloudAE,
+    enable_adaptive_polling,
+    enable_chunked_receive,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,7 @@ ACSE_TIMEOUT, DIMSE_TIMEOUT, NETWORK_TIMEOUT = 30, 120, 300
 def configure_pynetdicom() -> None:
     """Process-wide pynetdicom settings radcloud relies on."""
     enable_chunked_receive()
+    enable_adaptive_polling()
     _config.LOG_HANDLER_LEVEL = "none"  # no per-PDU debug formatting
     _config.LOG_REQUEST_IDENTIFIERS = False
 
