@@ -12,8 +12,11 @@ blobs with a :class:`Thumbnail` row per instance and variant.
 from __future__ import annotations
 
 import io
+import itertools
 import threading
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -206,6 +209,33 @@ def instance_in(archive: Archive, ref: InstanceRef, ts: str) -> bytes:
         buf = io.BytesIO()
         dcmwrite(buf, ds, enforce_file_format=True)
         return buf.getvalue()
+
+
+def instances_in(
+    archive: Archive, refs: list[InstanceRef], syntax: Callable[[InstanceRef], str], depth: int = 3
+) -> Iterator[tuple[InstanceRef, str, bytes]]:
+    """``(ref, ts, file bytes)`` for each instance, in order, reading ahead of the consumer.
+
+    Reading and verifying (SHA-256) the next files runs in worker threads while
+    the current one is being sent; hashlib and file reads release the GIL, so a
+    series streams at close to disk speed instead of hash speed.
+    """
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="rc-read-ahead") as pool:
+        pending: deque[tuple[InstanceRef, str, Future[bytes]]] = deque()
+        queue = iter(refs)
+
+        def submit(ref: InstanceRef) -> None:
+            ts = syntax(ref)
+            pending.append((ref, ts, pool.submit(instance_in, archive, ref, ts)))
+
+        for ref in itertools.islice(queue, depth):
+            submit(ref)
+        while pending:
+            ref, ts, future = pending.popleft()
+            following = next(queue, None)
+            if following is not None:
+                submit(following)
+            yield ref, ts, future.result()
 
 
 def bulk_value(archive: Archive, ref: InstanceRef, tag: int) -> bytes:

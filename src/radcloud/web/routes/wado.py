@@ -319,9 +319,10 @@ def _instances(
     plan = instance_plan(refs, accept)
 
     def parts() -> Iterator[Part]:
-        for ref in refs:
-            ts = plan[ref.received_ts, ref.transfer_syntax_uid]
-            body = render_service.instance_in(archive, ref, ts)
+        def syntax(ref: InstanceRef) -> str:
+            return plan[ref.received_ts, ref.transfer_syntax_uid]
+
+        for ref, ts, body in render_service.instances_in(archive, refs, syntax):
             yield Part(f"{DICOM}; transfer-syntax={ts}", body, _url(base, ref))
 
     return multipart(parts(), DICOM)
