@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -203,7 +204,9 @@ def test_series_response_streams_part_by_part(
 
     monkeypatch.setattr(render_service, "instance_in", counting)
     resp = wado.retrieve_series(r.study_uid, r.series_uid, archive, "http://x/dicom-web", None)
-    assert len(made) == 1  # the first part is ready before the response starts
+    time.sleep(0.2)  # let the read-ahead threads run as far as they may
+    # the first part is ready before the response starts; read-ahead is bounded
+    assert 1 <= len(made) <= 4
 
     async def first_chunks(n: int) -> list[bytes]:
         it = resp.body_iterator  # type: ignore[attr-defined]
@@ -211,7 +214,8 @@ def test_series_response_streams_part_by_part(
 
     chunks = anyio.run(first_chunks, 3)  # head, body and CRLF of part 1
     assert chunks[1].startswith(b"\0" * 128 + b"DICM")
-    assert len(made) <= 2
+    time.sleep(0.2)
+    assert len(made) <= 5 < 12
 
 
 def test_corrupted_blob_is_a_500_not_data(client: TestClient, archive: Archive) -> None:
