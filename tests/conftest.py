@@ -70,6 +70,18 @@ def make_archive(tmp_path: Path, db_url: str | None) -> Iterator[object]:
         a.close()
 
 
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[object]:
+    """``radcloud serve`` as a child process on free ports (start it with ``.start()``)."""
+    from _server import Server
+
+    srv = Server(tmp_path / "data")
+    yield srv
+    if srv.proc is not None and srv.proc.poll() is None:
+        srv.proc.kill()
+        srv.proc.wait(30)
+
+
 @pytest.fixture(autouse=True)
 def _quiet_pydicom_warnings() -> Iterator[None]:
     with warnings.catch_warnings():

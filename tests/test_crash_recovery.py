@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _dimse_data import DCMTK_ENV, dataset_bytes, dcmtk, free_port, wait_port, write_series
+from _dimse_data import dataset_bytes, dcmtk, write_series
+from _server import RADCLOUD, Server
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from pynetdicom import _config
 
@@ -30,54 +28,6 @@ from radcloud.dimse.net import RadcloudAE, settle_reactor
 
 pytestmark = [pytest.mark.slow, pytest.mark.dcmtk]
 N = 400
-RADCLOUD = str(Path(sys.executable).with_name("radcloud"))
-
-
-class Server:
-    """``radcloud serve`` as a child process on free ports, SQLite in ``data_dir``."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.http_port, self.dicom_port = free_port(), free_port()
-        self.env = {
-            **DCMTK_ENV,
-            "RADCLOUD_DATA_DIR": str(data_dir),
-            "RADCLOUD_HTTP_HOST": "127.0.0.1",
-            "RADCLOUD_DICOM_HOST": "127.0.0.1",
-            "RADCLOUD_HTTP_PORT": str(self.http_port),
-            "RADCLOUD_DICOM_PORT": str(self.dicom_port),
-            "RADCLOUD_AE_TITLE": "RADCLOUD",
-        }
-        self.env.pop("RADCLOUD_DATABASE_URL", None)
-        self.env.pop("RADCLOUD_CONFIG", None)
-        self.log = data_dir.parent / "serve.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [RADCLOUD, "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_port(self.dicom_port, timeout=60)
-        wait_port(self.http_port, timeout=60)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(30)
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "data")
-    yield srv
-    if srv.proc is not None and srv.proc.poll() is None:
-        srv.proc.kill()
-        srv.proc.wait(30)
 
 
 def _send_all(port: int, paths: list[Path], acked: list[str], done: threading.Event) -> None:

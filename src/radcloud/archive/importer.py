@@ -8,6 +8,7 @@ unpacked entry by entry into spool files, so their size never shows in memory.
 
 from __future__ import annotations
 
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -48,6 +49,7 @@ class Context:
     study_attrs: dict[str, Any] | None
     series: dict[str, str] = field(default_factory=dict)  # wrapped kind → its new series
     numbers: dict[str, int] = field(default_factory=dict)  # wrapped kind → last InstanceNumber
+    lock: threading.Lock = field(default_factory=threading.Lock)  # files may import in parallel
 
 
 def study_attributes(archive: Archive, study_uid: str) -> dict[str, Any]:
@@ -61,14 +63,23 @@ def study_attributes(archive: Archive, study_uid: str) -> dict[str, Any]:
     return items[0]
 
 
-def store_file(ctx: Context, path: Path, name: str, *, in_zip: bool = False) -> list[FileResult]:
-    """Store the spooled file at ``path`` (consumed) by what its content is."""
+def store_file(
+    ctx: Context, path: Path, name: str, *, in_zip: bool = False, named: bool = True
+) -> list[FileResult]:
+    """Store the spooled file at ``path`` (consumed) by what its content is.
+
+    ``named`` is False for files met inside a folder or zip: those that are
+    plainly not DICOM (a viewer's files on a patient CD, a README) are
+    skipped, where a file the user named gets a clear failure.
+    """
     try:
-        kind = _sniff(path)
+        kind = kind_of(path)
         if kind == "zip" and not in_zip:
             return _store_zip(ctx, path, name)
         if kind == "zip":
             return [_failed(name, MalformedBody("zip archives inside a zip are not unpacked"))]
+        if not named and (kind == "other" or (kind in _WRAPPED and ctx.study_attrs is None)):
+            return [_skipped(name, kind)]
         if kind in _WRAPPED:
             return [_store_wrapped(ctx, path, name, kind)]
         return [_store_dicom(ctx, path, name)]
@@ -76,13 +87,26 @@ def store_file(ctx: Context, path: Path, name: str, *, in_zip: bool = False) -> 
         path.unlink(missing_ok=True)
 
 
-def _sniff(path: Path) -> str:
+def kind_of(path: Path) -> str:
+    """``zip``, ``jpeg``, ``png``, ``pdf``, ``dicom`` or ``other``, from the first bytes."""
     with open(path, "rb") as fh:
-        head = fh.read(16)
+        head = fh.read(132)
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return kind
-    return "dicom"
+    if head[128:132] == b"DICM" or head[:2] in (b"\x02\x00", b"\x08\x00"):
+        return "dicom"
+    return "other"
+
+
+def _skipped(name: str, kind: str) -> FileResult:
+    what = _WRAPPED.get(kind, "not a DICOM file")
+    reason = (
+        f"{what}: skipped (name a study to attach photos and documents)"
+        if kind in _WRAPPED
+        else f"{what}: skipped"
+    )
+    return {"file": name, "status": "skipped", "reason": reason}
 
 
 def _store_dicom(ctx: Context, path: Path, name: str) -> FileResult:
@@ -133,8 +157,9 @@ def _store_wrapped(ctx: Context, path: Path, name: str, kind: str) -> FileResult
 
 def _wrap(ctx: Context, data: bytes, name: str, kind: str) -> Dataset:
     group = "pdf" if kind == "pdf" else "image"
-    series_uid = ctx.series.setdefault(group, new_uid())
-    number = ctx.numbers[group] = ctx.numbers.get(group, 0) + 1
+    with ctx.lock:
+        series_uid = ctx.series.setdefault(group, new_uid())
+        number = ctx.numbers[group] = ctx.numbers.get(group, 0) + 1
     kw: dict[str, Any] = {"series_uid": series_uid, "instance_number": number}
     if group == "pdf":
         return wrap.wrap_pdf(data, ctx.study_attrs or {}, title=PurePosixPath(name).stem, **kw)
@@ -157,7 +182,7 @@ def _store_zip(ctx: Context, path: Path, name: str) -> list[FileResult]:
             except RadcloudError as exc:
                 results.append(_failed(entry, exc))
                 continue
-            results += store_file(ctx, spooled, entry, in_zip=True)
+            results += store_file(ctx, spooled, entry, in_zip=True, named=False)
     return results
 
 

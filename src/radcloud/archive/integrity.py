@@ -92,3 +92,16 @@ def _check_blob(
     if actual != sha:
         detail = f"SHA-256 is {actual[:12]}…, index says {sha[:12]}…"
         report.problems.append(Problem("corrupt", key, sop_uid, detail))
+
+
+def counts(archive: Archive) -> tuple[int, int, int, int]:
+    """Patients, studies, series and instances in the index."""
+    from sqlalchemy import func, select
+
+    from radcloud.store.models import Instance, Patient, Series, Study
+
+    with archive.read() as conn:
+        return tuple(  # type: ignore[return-value]
+            int(conn.scalar(select(func.count()).select_from(t)) or 0)
+            for t in (Patient, Study, Series, Instance)
+        )

@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -26,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from radcloud.archive import ingest, integrity, nodes, retrieve
+from radcloud.archive import compression, importer, ingest, integrity, nodes, retrieve
 from radcloud.archive.service import Archive
 from radcloud.config import Settings, load_settings
 from radcloud.errors import RadcloudError
@@ -151,15 +150,6 @@ def demo_cmd() -> None:
 
 
 @dataclass
-class _Item:
-    """One object to import: a file, or a member of a zip file."""
-
-    label: str
-    opener: Callable[[], IO[bytes]]
-    explicit: bool  # named on the command line (so "not DICOM" is an error, not a skip)
-
-
-@dataclass
 class _Tally:
     stored: int = 0
     duplicate: int = 0
@@ -167,96 +157,67 @@ class _Tally:
     skipped: int = 0
 
 
-def _head(opener: Callable[[], IO[bytes]]) -> bytes:
-    with opener() as fh:
-        return fh.read(132)
-
-
-def _maybe_dicom(head: bytes) -> bool:
-    """A Part 10 file, or a bare data set starting with a group 0002/0008 element."""
-    return head[128:132] == b"DICM" or head[:2] in (b"\x02\x00", b"\x08\x00")
-
-
-def _collect(paths: list[Path], zips: list[zipfile.ZipFile]) -> list[_Item]:
-    items: list[_Item] = []
+def _collect(paths: list[Path]) -> list[tuple[Path, bool]]:
+    """(file, named on the command line) for every file to import; folders recursively."""
+    items: list[tuple[Path, bool]] = []
     for path in paths:
         if path.is_dir():
-            for f in sorted(p for p in path.rglob("*") if p.is_file()):
-                items.extend(_file_items(f, False, zips))
+            items += [
+                (f, False)
+                for f in sorted(p for p in path.rglob("*") if p.is_file())
+                if f.name.upper() != "DICOMDIR"  # a media index, not an image
+            ]
         else:
-            items.extend(_file_items(path, True, zips))
+            items.append((path, True))
     return items
 
 
-def _file_items(path: Path, explicit: bool, zips: list[zipfile.ZipFile]) -> list[_Item]:
-    if path.name.upper() == "DICOMDIR" and not explicit:
-        return []  # a media index, not an image
-
-    def opener() -> IO[bytes]:
-        return open(path, "rb")
-
-    if not _maybe_dicom(_head(opener)) and zipfile.is_zipfile(path):
-        zf = zipfile.ZipFile(path)
-        zips.append(zf)
-        return [
-            _Item(f"{path}:{info.filename}", lambda info=info: zf.open(info), False)  # type: ignore[misc]
-            for info in zf.infolist()
-            if not info.is_dir() and Path(info.filename).name.upper() != "DICOMDIR"
-        ]
-    return [_Item(str(path), opener, explicit)]
-
-
-def _import_one(archive: Archive, item: _Item) -> tuple[str, str]:
-    """(outcome, reason): outcome is stored | duplicate | failed | skipped."""
+def _import_one(ctx: importer.Context, path: Path, named: bool) -> list[importer.FileResult]:
+    """Import one file (a zip yields one result per member) through the import service."""
     try:
-        if not item.explicit and not _maybe_dicom(_head(item.opener)):
-            return "skipped", ""
-        fh, path = ingest.spool(archive)
-        with fh, item.opener() as src:
+        fh, spooled = ingest.spool(ctx.archive)
+        with fh, open(path, "rb") as src:
             shutil.copyfileobj(src, fh, 1024 * 1024)
-        result = ingest.store(archive, path, source=f"import:{item.label}"[-80:])
-    except RadcloudError as exc:
-        return "failed", exc.detail
-    except (OSError, zipfile.BadZipFile) as exc:
-        return "failed", f"cannot read: {exc}"
-    return ("duplicate" if result.status == "duplicate" else "stored"), ""
+    except OSError as exc:
+        return [{"file": str(path), "status": "failed", "reason": f"cannot read: {exc}"}]
+    return importer.store_file(ctx, spooled, str(path), named=named)
 
 
 @app.command("import")
 def import_cmd(
     paths: Annotated[list[Path], typer.Argument(exists=True, help="Files, folders, zip files.")],
+    study: Annotated[
+        str | None,
+        typer.Option(help="Study Instance UID that JPEG/PNG photos and PDFs are attached to."),
+    ] = None,
     jobs: Annotated[int, typer.Option(help="Files imported in parallel.")] = 4,
 ) -> None:
-    """Import DICOM files: files, folders (recursively) and zip files."""
+    """Import files, folders (recursively) and zip files; photos/PDFs into --study."""
     tally = _Tally()
-    zips: list[zipfile.ZipFile] = []
     with _archive() as archive:
-        try:
-            items = _collect(paths, zips)
-            with _progress() as bar, ThreadPoolExecutor(max(1, jobs)) as pool:
-                task = bar.add_task("importing", total=len(items))
-                for item, (outcome, reason) in zip(
-                    items, pool.map(lambda it: _import_one(archive, it), items), strict=True
-                ):
-                    _count(tally, item, outcome, reason)
-                    bar.advance(task)
-        finally:
-            for zf in zips:
-                zf.close()
+        attrs = importer.study_attributes(archive, study.strip()) if study else None
+        ctx = importer.Context(archive, "import", study.strip() if study else None, attrs)
+        items = _collect(paths)
+        with _progress() as bar, ThreadPoolExecutor(max(1, jobs)) as pool:
+            task = bar.add_task("importing", total=len(items))
+            for results in pool.map(lambda it: _import_one(ctx, *it), items):
+                for r in results:
+                    _count(tally, r)
+                bar.advance(task)
     _report_import(tally, len(items))
     if tally.failed:
         raise typer.Exit(1)
 
 
-def _count(tally: _Tally, item: _Item, outcome: str, reason: str) -> None:
-    if outcome == "stored":
+def _count(tally: _Tally, r: importer.FileResult) -> None:
+    if r["status"] in ("stored", "replaced"):
         tally.stored += 1
-    elif outcome == "duplicate":
+    elif r["status"] == "duplicate":
         tally.duplicate += 1
-    elif outcome == "skipped":
+    elif r["status"] == "skipped":
         tally.skipped += 1
     else:
-        tally.failed.append((item.label, reason))
+        tally.failed.append((r["file"], r.get("reason", "")))
 
 
 def _report_import(tally: _Tally, total: int) -> None:
@@ -341,6 +302,24 @@ def verify() -> None:
 
 
 # ------------------------------------------------------------------ ae
+
+
+@app.command()
+def stats() -> None:
+    """How much is stored: instances, bytes as received, bytes on disk, bytes saved."""
+    with _archive() as archive:
+        report = compression.savings(archive)
+        counts = integrity.counts(archive)
+    table = Table(show_header=False)
+    for label, value in (
+        ("patients / studies / series / instances", " / ".join(str(c) for c in counts)),
+        ("bytes as received", f"{report['received_bytes']:,}"),
+        ("bytes stored", f"{report['stored_bytes']:,}"),
+        ("bytes saved by compression at rest", f"{report['saved_bytes']:,}"),
+        ("instances compressed at rest", str(report["compressed_instances"])),
+    ):
+        table.add_row(label, value)
+    out.print(table)
 
 
 @ae_app.command("add")

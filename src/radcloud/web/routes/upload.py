@@ -86,8 +86,9 @@ def _respond(results: list[importer.FileResult]) -> Response:
         "stored": sum(r["status"] in ("stored", "replaced") for r in results),
         "duplicates": sum(r["status"] == "duplicate" for r in results),
         "failed": len(failed),
+        "skipped": sum(r["status"] == "skipped" for r in results),
     }
-    if len(failed) == len(results):
+    if not counts["stored"] and not counts["duplicates"]:
         detail = f"none of the {len(results)} file(s) could be stored"
         return problem(422, "Nothing stored", detail, **counts, instances=results)
     status = "partial" if failed else "ok"
