@@ -127,7 +127,12 @@ def _stored(name: str, r: ingest.StoreResult) -> FileResult:
 
 
 def _failed(name: str, exc: RadcloudError) -> FileResult:
-    out: FileResult = {"file": name, "status": "failed", "reason": f"{exc.title}: {exc.detail}"}
+    out: FileResult = {
+        "file": name,
+        "status": "failed",
+        "reason": f"{exc.title}: {exc.detail}",
+        "detail": exc.detail,
+    }
     if exc.sop_uid:
         out["sopInstanceUID"] = exc.sop_uid
     return out

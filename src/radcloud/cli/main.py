@@ -204,7 +204,7 @@ def import_cmd(
                 for r in results:
                     _count(tally, r)
                 bar.advance(task)
-    _report_import(tally, len(items))
+    _report_import(tally, tally.stored + tally.duplicate + len(tally.failed) + tally.skipped)
     if tally.failed:
         raise typer.Exit(1)
 
@@ -217,7 +217,7 @@ def _count(tally: _Tally, r: importer.FileResult) -> None:
     elif r["status"] == "skipped":
         tally.skipped += 1
     else:
-        tally.failed.append((r["file"], r.get("reason", "")))
+        tally.failed.append((r["file"], r.get("detail") or r.get("reason", "")))
 
 
 def _report_import(tally: _Tally, total: int) -> None:
