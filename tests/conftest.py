@@ -71,6 +71,32 @@ def make_archive(tmp_path: Path, db_url: str | None) -> Iterator[object]:
 
 
 @pytest.fixture
+def base_url(archive: Archive) -> Iterator[str]:
+    """The DICOMweb root of a uvicorn server on a free port, serving ``archive``."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from radcloud.web.app import create_app
+
+    config = uvicorn.Config(
+        create_app(archive), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}/dicom-web"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
 def server(tmp_path: Path) -> Iterator[object]:
     """``radcloud serve`` as a child process on free ports (start it with ``.start()``)."""
     from _server import Server

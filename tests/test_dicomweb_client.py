@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
-
 import pytest
 import requests
-import uvicorn
 from dicom_factory import make_ct_dataset
 from dicomweb_client.api import DICOMwebClient
 from pydicom import Dataset
 from pydicom.uid import generate_uid
-
-from radcloud.archive.service import Archive
-from radcloud.web.app import create_app
-
-
-@pytest.fixture
-def base_url(archive: Archive) -> Iterator[str]:
-    """The DICOMweb root of a uvicorn server on a free port, serving ``archive``."""
-    config = uvicorn.Config(
-        create_app(archive), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}/dicom-web"
-    server.should_exit = True
-    thread.join(10)
 
 
 @pytest.fixture

@@ -527,28 +527,11 @@ def test_metadata_only_as_json(client: TestClient, archive: Archive) -> None:
 
 
 @pytest.fixture
-def dicomweb(archive: Archive) -> Iterator[Any]:
+def dicomweb(base_url: str) -> Any:
     """dicomweb-client talking to a uvicorn server on a free port."""
-    import threading
-    import time
-
-    import uvicorn
     from dicomweb_client.api import DICOMwebClient
 
-    config = uvicorn.Config(
-        create_app(archive), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield DICOMwebClient(url=f"http://127.0.0.1:{port}/dicom-web")
-    server.should_exit = True
-    thread.join(10)
+    return DICOMwebClient(url=base_url)
 
 
 def test_dicomweb_client_retrieves_everything(dicomweb: Any, archive: Archive) -> None:
