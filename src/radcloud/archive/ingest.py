@@ -221,7 +221,7 @@ def _index(
         )
         sql = _statements(archive.dialect)
         inserted = conn.execute(sql["insert_instance"], row).first() is not None
-        status, stale = "stored", []
+        status, stale = "stored", list[str]()
         if not inserted:
             status, stale = _duplicate(archive, conn, p, row)
         conn.execute(sql["touch_series"], {"fk": series_fk, "now": _now()})

@@ -79,7 +79,7 @@ def find_instances(
         stmt = stmt.where(Instance.sop_uid == sop_uid)
     with archive.read() as conn:
         refs = [
-            InstanceRef(*r[:9], int(r.number_of_frames or 1), r.frames_json, *r[11:])
+            InstanceRef(*r[:9], int(r.number_of_frames or 1), r.frames_json, *r[11:])  # type: ignore[arg-type]
             for r in conn.execute(stmt)
         ]
     if not refs:

@@ -108,6 +108,7 @@ def parse_file(path: Path) -> ParsedInstance:
     """
     path = Path(path)
     size = path.stat().st_size
+    ds: Dataset
     try:
         ds = dcmread(path, defer_size=DEFER_SIZE)
     except InvalidDicomError:
@@ -184,8 +185,8 @@ def _add_file_meta(path: Path) -> None:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(str(ds.get("SOPClassUID", "")))
     meta.MediaStorageSOPInstanceUID = UID(str(ds.get("SOPInstanceUID", "")))
-    meta.TransferSyntaxUID = "1.2.840.10008.1.2.1" if explicit else "1.2.840.10008.1.2"
-    meta.ImplementationClassUID = "1.2.826.0.1.3680043.10.1555.1"
+    meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.1" if explicit else "1.2.840.10008.1.2")
+    meta.ImplementationClassUID = UID("1.2.826.0.1.3680043.10.1555.1")
     meta.ImplementationVersionName = "RADCLOUD_01"
     header = io.BytesIO()
     header.write(b"\0" * 128 + b"DICM")
@@ -368,7 +369,9 @@ def _number(text: str, vr: str) -> int | float | None:
     if vr == "IS":
         return int(text)
     value = float(text)
-    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+    return (
+        int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+    )
 
 
 def frame_locations(ds: Dataset, size: int) -> Frames | None:

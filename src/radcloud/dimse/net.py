@@ -163,7 +163,7 @@ class AdaptiveDUL(DULServiceProvider):
     ``BUSY_WINDOW`` of the last received PDU (the idle timer's restart time).
     """
 
-    @property  # type: ignore[override]
+    @property
     def _run_loop_delay(self) -> float:
         started = self._idle_timer._start_time
         if started is not None and time.time() - started < BUSY_WINDOW:

@@ -10,7 +10,8 @@ from radcloud.archive.service import Archive
 
 
 def get_archive(request: Request) -> Archive:
-    return request.app.state.archive  # type: ignore[no-any-return]
+    archive: Archive = request.app.state.archive
+    return archive
 
 
 ArchiveDep = Annotated[Archive, Depends(get_archive)]
