@@ -428,6 +428,8 @@ def main() -> int:
     a = parse_args(argv)
     if a.inner:
         return inner(a, a.inner)
+    if not a.skip_orthanc:  # the peer is installed by the bench itself, not by hand
+        subprocess.run(["bash", str(Path(__file__).with_name("setup"))], check=True)
     return outer([x for x in argv], a)
 
 

@@ -295,3 +295,12 @@ async def test_relational_instances(client: httpx.AsyncClient, seed: Seed) -> No
     assert r.headers.get_list("warning") == [
         "299 radcloud: There are 2 additional results that can be requested"
     ]
+
+
+def test_landing_page_links_the_services(archive: Archive) -> None:
+    from fastapi.testclient import TestClient
+
+    from radcloud.web.app import create_app
+
+    r = TestClient(create_app(archive)).get("/")
+    assert r.status_code == 200 and "/dicom-web/studies" in r.text and "/healthz" in r.text
