@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -172,17 +173,25 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _insert(archive: Archive, table: type) -> Any:
-    ins = sqlite_insert if archive.dialect == "sqlite" else pg_insert
-    return ins(table)
-
-
 @lru_cache(maxsize=8)
 def _statements(dialect: str) -> dict[str, Any]:
     """Statements built once per dialect and executed with parameters (hot path)."""
     ins = sqlite_insert if dialect == "sqlite" else pg_insert
     return {
-        "series_fk": select(Series.id).where(Series.series_uid == bindparam("uid")),
+        "series": select(Series.id).where(Series.series_uid == bindparam("uid")),
+        "study": select(Study.id).where(Study.study_uid == bindparam("uid")),
+        "patient": select(Patient.id).where(
+            Patient.patient_id == bindparam("pid"), Patient.issuer == bindparam("issuer")
+        ),
+        "insert_series": ins(Series)
+        .on_conflict_do_nothing(index_elements=["series_uid"])
+        .returning(Series.id),
+        "insert_study": ins(Study)
+        .on_conflict_do_nothing(index_elements=["study_uid"])
+        .returning(Study.id),
+        "insert_patient": ins(Patient)
+        .on_conflict_do_nothing(index_elements=["patient_id", "issuer"])
+        .returning(Patient.id),
         "insert_instance": ins(Instance)
         .on_conflict_do_nothing(index_elements=["sop_uid"])
         .returning(Instance.id),
@@ -243,79 +252,80 @@ def _duplicate(
     return "replaced", [k for k in old if k]
 
 
-def _series_fk(archive: Archive, conn: Connection, p: ParsedInstance) -> int:
-    fk = conn.scalar(_statements(archive.dialect)["series_fk"], {"uid": p.series_uid})
+def _get_or_create(
+    conn: Connection,
+    sql: dict[str, Any],
+    kind: str,
+    key: dict[str, str],
+    values: Callable[[], dict[str, Any]],
+) -> int:
+    """The id of the ``kind`` row with ``key``, inserting it (race-safe) when absent."""
+    fk = conn.scalar(sql[kind], key)
     if fk is not None:
         return int(fk)
-    study_fk = _study_fk(archive, conn, p)
-    values = dict(
-        series_uid=p.series_uid,
-        study_fk=study_fk,
-        modality=p.text("Modality")[:16],
-        series_number=p.integer("SeriesNumber"),
-        series_description=p.text("SeriesDescription")[:64],
-        body_part=p.text("BodyPartExamined")[:64],
-        pps_start_date=p.text("PerformedProcedureStepStartDate")[:8],
-        pps_start_time=p.text("PerformedProcedureStepStartTime")[:16],
-        attrs_json=orjson.dumps(p.subset(SERIES_TAGS)).decode(),
-        created_at=_now(),
-        updated_at=_now(),
-    )
-    conn.execute(
-        _insert(archive, Series)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["series_uid"])
-    )
-    return int(conn.scalar(select(Series.id).where(Series.series_uid == p.series_uid)))  # type: ignore[arg-type]
+    row = conn.execute(sql[f"insert_{kind}"], values()).first()
+    if row is not None:
+        return int(row[0])
+    return int(conn.scalar(sql[kind], key))  # another writer inserted it first
+
+
+def _series_fk(archive: Archive, conn: Connection, p: ParsedInstance) -> int:
+    sql = _statements(archive.dialect)
+
+    def values() -> dict[str, Any]:
+        return dict(
+            series_uid=p.series_uid,
+            study_fk=_study_fk(archive, conn, p),
+            modality=p.text("Modality")[:16],
+            series_number=p.integer("SeriesNumber"),
+            series_description=p.text("SeriesDescription")[:64],
+            body_part=p.text("BodyPartExamined")[:64],
+            pps_start_date=p.text("PerformedProcedureStepStartDate")[:8],
+            pps_start_time=p.text("PerformedProcedureStepStartTime")[:16],
+            attrs_json=orjson.dumps(p.subset(SERIES_TAGS)).decode(),
+            created_at=_now(),
+            updated_at=_now(),
+        )
+
+    return _get_or_create(conn, sql, "series", {"uid": p.series_uid}, values)
 
 
 def _study_fk(archive: Archive, conn: Connection, p: ParsedInstance) -> int:
-    fk = conn.scalar(select(Study.id).where(Study.study_uid == p.study_uid))
-    if fk is not None:
-        return int(fk)
-    patient_fk = _patient_fk(archive, conn, p)
-    attrs = {**p.subset(PATIENT_TAGS), **p.subset(STUDY_TAGS)}
-    values = dict(
-        study_uid=p.study_uid,
-        patient_fk=patient_fk,
-        study_date=p.text("StudyDate")[:8],
-        study_time=p.text("StudyTime")[:16],
-        accession_number=p.text("AccessionNumber")[:64],
-        study_id=p.text("StudyID")[:16],
-        study_description=p.text("StudyDescription")[:64],
-        referring_physician=p.text("ReferringPhysicianName")[:324],
-        institution_name=p.text("InstitutionName")[:64],
-        attrs_json=orjson.dumps(attrs).decode(),
-        created_at=_now(),
-        updated_at=_now(),
-    )
-    conn.execute(
-        _insert(archive, Study)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["study_uid"])
-    )
-    return int(conn.scalar(select(Study.id).where(Study.study_uid == p.study_uid)))  # type: ignore[arg-type]
+    sql = _statements(archive.dialect)
+
+    def values() -> dict[str, Any]:
+        return dict(
+            study_uid=p.study_uid,
+            patient_fk=_patient_fk(archive, conn, p),
+            study_date=p.text("StudyDate")[:8],
+            study_time=p.text("StudyTime")[:16],
+            accession_number=p.text("AccessionNumber")[:64],
+            study_id=p.text("StudyID")[:16],
+            study_description=p.text("StudyDescription")[:64],
+            referring_physician=p.text("ReferringPhysicianName")[:324],
+            institution_name=p.text("InstitutionName")[:64],
+            attrs_json=orjson.dumps({**p.subset(PATIENT_TAGS), **p.subset(STUDY_TAGS)}).decode(),
+            created_at=_now(),
+            updated_at=_now(),
+        )
+
+    return _get_or_create(conn, sql, "study", {"uid": p.study_uid}, values)
 
 
 def _patient_fk(archive: Archive, conn: Connection, p: ParsedInstance) -> int:
-    pid, issuer = p.text("PatientID")[:64], p.text("IssuerOfPatientID")[:64]
-    where = (Patient.patient_id == pid, Patient.issuer == issuer)
-    fk = conn.scalar(select(Patient.id).where(*where))
-    if fk is not None:
-        return int(fk)
-    name = p.text("PatientName")
-    values = dict(
-        patient_id=pid,
-        issuer=issuer,
-        patient_name=name[:324],
-        name_key=name_key(name),
-        birth_date=p.text("PatientBirthDate")[:8],
-        sex=p.text("PatientSex")[:16],
-        created_at=_now(),
-    )
-    conn.execute(
-        _insert(archive, Patient)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["patient_id", "issuer"])
-    )
-    return int(conn.scalar(select(Patient.id).where(*where)))  # type: ignore[arg-type]
+    sql = _statements(archive.dialect)
+    key = {"pid": p.text("PatientID")[:64], "issuer": p.text("IssuerOfPatientID")[:64]}
+
+    def values() -> dict[str, Any]:
+        name = p.text("PatientName")
+        return dict(
+            patient_id=key["pid"],
+            issuer=key["issuer"],
+            patient_name=name[:324],
+            name_key=name_key(name),
+            birth_date=p.text("PatientBirthDate")[:8],
+            sex=p.text("PatientSex")[:16],
+            created_at=_now(),
+        )
+
+    return _get_or_create(conn, sql, "patient", key, values)
