@@ -17,14 +17,15 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 
 from radcloud.archive.service import Archive
 from radcloud.config import CompressionRule, Settings
 from radcloud.dicom import codecs
 from radcloud.dicom.parse import ParsedInstance
+from radcloud.dicom.pixel_info import PixelInfo
 from radcloud.errors import RadcloudError
 
 log = logging.getLogger(__name__)
@@ -64,15 +65,13 @@ def target_syntax(settings: Settings, parsed: ParsedInstance) -> str | None:
 def compress(parsed: ParsedInstance, ts: str, out: Path) -> Compressed | None:
     """Write ``parsed`` re-encoded in ``ts`` to ``out``; None when it would not be exact."""
     try:
-        full = dcmread(parsed.path)
-        pixel = codecs.frame_kwargs(full)
-        encoded = codecs.transcode(full, ts)
-        fragments = _fragments(encoded)
         raw = parsed.path.read_bytes()
+        encoded = codecs.transcode(dcmread(io.BytesIO(raw)), ts)
+        info = PixelInfo.of(parsed.metadata)
         assert parsed.frames is not None
-        for (loc,), fragment in zip(parsed.frames, fragments, strict=True):
-            arr = codecs.decode_frame(fragment, ts, **pixel)
-            if _raw_bytes(arr, pixel) != raw[loc[0] : loc[0] + loc[1]]:
+        decoded = decoded_frames(encoded, info, ts)
+        for (loc,), frame in zip(parsed.frames, decoded, strict=True):
+            if frame != raw[loc[0] : loc[0] + loc[1]]:
                 log.info("compression skipped for %s: not bit-exact", parsed.sop_uid)
                 return None
         with open(out, "wb") as fh:
@@ -81,20 +80,6 @@ def compress(parsed: ParsedInstance, ts: str, out: Path) -> Compressed | None:
         log.info("compression skipped for %s: %s", parsed.sop_uid, exc)
         return None
     return Compressed(out, _envelope(raw, parsed), ts)
-
-
-def _fragments(ds: object) -> list[bytes]:
-    from pydicom.encaps import generate_frames
-
-    n = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    return list(generate_frames(ds.PixelData, number_of_frames=n))  # type: ignore[attr-defined]
-
-
-def _raw_bytes(arr: np.ndarray, pixel: dict[str, int | str]) -> bytes:
-    bits = int(pixel["bits_allocated"])
-    signed = int(pixel["pixel_representation"]) == 1
-    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
-    return np.ascontiguousarray(arr).astype(dtype, copy=False).tobytes()
 
 
 def _envelope(raw: bytes, parsed: ParsedInstance) -> bytes:
@@ -126,10 +111,13 @@ def restore(envelope: bytes, frames: list[bytes]) -> bytes:
     return buf.getvalue()
 
 
-def decoded_frames(blob: bytes, pixel_kw: dict[str, int | str], ts: str) -> list[bytes]:
-    """Raw little-endian bytes of every frame of a compressed blob."""
-    ds = dcmread(io.BytesIO(blob))
-    return [_raw_bytes(codecs.decode_frame(f, ts, **pixel_kw), pixel_kw) for f in _fragments(ds)]  # type: ignore[arg-type]
+def decoded_frames(blob: bytes | Dataset, info: PixelInfo, ts: str) -> list[bytes]:
+    """Native little-endian bytes of every frame of a compressed file (or data set)."""
+    ds = dcmread(io.BytesIO(blob)) if isinstance(blob, bytes) else blob
+    args = info.codec_args()
+    return [
+        info.native_bytes(codecs.decode_frame(f, ts, **args)) for f in codecs.iter_frame_bytes(ds)
+    ]
 
 
 def savings(archive: Archive) -> dict[str, int]:

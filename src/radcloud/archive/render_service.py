@@ -33,7 +33,8 @@ from radcloud.archive import retrieve
 from radcloud.archive.retrieve import InstanceRef
 from radcloud.archive.service import Archive
 from radcloud.dicom import codecs
-from radcloud.errors import BadQuery, NotFound, UnsupportedTransferSyntax
+from radcloud.dicom.pixel_info import PixelInfo
+from radcloud.errors import BadQuery, NotFound
 from radcloud.render import pixels
 from radcloud.store.blobs import new_key
 from radcloud.store.models import Instance, Thumbnail
@@ -71,79 +72,15 @@ def _slot(archive: Archive) -> Iterator[None]:
 # ------------------------------------------------------------------ pixel format
 
 
-def _value(meta: dict[str, Any], tag: str, default: Any) -> Any:
-    values = meta.get(tag, {}).get("Value") or [default]
-    return values[0] if values[0] is not None else default
-
-
-@dataclass(frozen=True)
-class PixelInfo:
-    """The Image Pixel module of one instance, read from its stored DICOM JSON."""
-
-    rows: int
-    columns: int
-    samples: int
-    bits_allocated: int
-    bits_stored: int
-    signed: bool
-    photometric: str
-    planar: int
-
-    @classmethod
-    def of(cls, meta: dict[str, Any]) -> PixelInfo:
-        if PIXEL_DATA not in meta:
-            raise NotFound("instance has no pixel data")
-        bits = int(_value(meta, "00280100", 16))
-        return cls(
-            rows=int(_value(meta, "00280010", 0)),
-            columns=int(_value(meta, "00280011", 0)),
-            samples=int(_value(meta, "00280002", 1)),
-            bits_allocated=bits,
-            bits_stored=int(_value(meta, "00280101", bits)),
-            signed=int(_value(meta, "00280103", 0)) == 1,
-            photometric=str(_value(meta, "00280004", "MONOCHROME2")),
-            planar=int(_value(meta, "00280006", 0)),
-        )
-
-    def dtype(self) -> np.dtype[Any]:
-        """Little-endian dtype of native samples."""
-        if self.bits_allocated not in (8, 16, 32):
-            raise UnsupportedTransferSyntax(
-                f"{self.bits_allocated}-bit pixel data cannot be converted to another syntax"
-            )
-        kind = "i" if self.signed else "u"
-        return np.dtype(f"<{kind}{self.bits_allocated // 8}")
-
-    def codec_args(self) -> dict[str, Any]:
-        return dict(
-            rows=self.rows,
-            columns=self.columns,
-            samples_per_pixel=self.samples,
-            bits_allocated=self.bits_allocated,
-            bits_stored=self.bits_stored,
-            pixel_representation=int(self.signed),
-            photometric=self.photometric,
-            planar_configuration=self.planar,
-        )
-
-
 def decode(raw: bytes, ts: str, info: PixelInfo) -> np.ndarray:
     """One frame's bytes in ``ts`` as (rows, columns[, samples]) (call under a slot)."""
     return codecs.decode_frame(raw, ts, **info.codec_args())
 
 
-def _native_bytes(arr: np.ndarray, info: PixelInfo) -> bytes:
-    """A decoded frame as little-endian native bytes, laid out as the metadata says."""
-    out = np.ascontiguousarray(arr, dtype=info.dtype())
-    if info.samples > 1 and info.planar == 1:
-        out = np.ascontiguousarray(out.transpose(2, 0, 1))
-    return out.tobytes()
-
-
 def encode(arr: np.ndarray, ts: str, info: PixelInfo, source_ts: str) -> bytes:
     """A decoded frame (from ``source_ts``) as one frame in ``ts`` (call under a slot)."""
     if ts in LE_NATIVE:
-        return _native_bytes(arr, info)
+        return info.native_bytes(arr)
     return codecs.encode_frame(
         arr, ts, bits_stored=info.bits_stored, signed=info.signed,
         photometric=codecs.decoded_photometric(source_ts, info.photometric),

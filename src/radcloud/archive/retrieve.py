@@ -16,6 +16,7 @@ from pydicom.encaps import generate_frames
 from sqlalchemy import select
 
 from radcloud.archive.service import Archive
+from radcloud.dicom.pixel_info import PixelInfo
 from radcloud.errors import IntegrityError, NotFound
 from radcloud.store.digests import frame_digest
 from radcloud.store.models import Instance, Series, Study
@@ -108,10 +109,9 @@ def read_original(archive: Archive, ref: InstanceRef) -> bytes:
 
     with archive.storage.open(ref.envelope_key) as fh:
         envelope = fh.read()
-    meta = instance_meta(archive, ref)
-    pixel = _pixel_kwargs(meta)
+    info = PixelInfo.of(instance_meta(archive, ref))
     data = compression.restore(
-        envelope, compression.decoded_frames(stored, pixel, ref.transfer_syntax_uid)
+        envelope, compression.decoded_frames(stored, info, ref.transfer_syntax_uid)
     )
     if hashlib.sha256(data).hexdigest() != ref.original_sha256:
         raise IntegrityError(
@@ -119,23 +119,6 @@ def read_original(archive: Archive, ref: InstanceRef) -> bytes:
             "match the SHA-256 recorded when it was received"
         )
     return data
-
-
-def _pixel_kwargs(meta: dict[str, Any]) -> dict[str, int | str]:
-    def first(key: str, default: int | str) -> int | str:
-        values = meta.get(key, {}).get("Value")
-        return values[0] if values else default
-
-    return {
-        "rows": int(first("00280010", 0)),
-        "columns": int(first("00280011", 0)),
-        "samples_per_pixel": int(first("00280002", 1)),
-        "bits_allocated": int(first("00280100", 16)),
-        "bits_stored": int(first("00280101", first("00280100", 16))),
-        "pixel_representation": int(first("00280103", 0)),
-        "photometric": str(first("00280004", "MONOCHROME2")),
-        "planar_configuration": int(first("00280006", 0)),
-    }
 
 
 def metadata(
