@@ -23,6 +23,7 @@ be read (``sop_class_uid``, ``sop_uid``; '' when unknown) for such reports.
     ├── UnsupportedMediaType    (415, 0xC000)
     ├── NotAcceptable           (406, 0xC000)  no acceptable response media type
     ├── UnknownDestination      (400, 0xA801)
+    ├── InvalidNode             (400, 0xC000)  a remote AE definition that cannot be used
     ├── IntegrityError          (500, 0xA700)  stored blob fails its checksum
     └── StorageFailure          (503, 0xA700)  out of resources / write failed
 """
@@ -112,6 +113,13 @@ class NotAcceptable(RadcloudError):
 class UnknownDestination(RadcloudError):
     http_status, dimse_status, failure_reason = 400, 0xA801, 0xA801
     title = "Move destination unknown"
+
+
+class InvalidNode(RadcloudError):
+    """A remote AE definition that cannot be used (bad title, host or port)."""
+
+    http_status, dimse_status, failure_reason = 400, 0xC000, 0x0110
+    title = "Invalid DICOM node"
 
 
 class IntegrityError(RadcloudError):

@@ -20,6 +20,7 @@ from radcloud.archive import ingest, query
 from radcloud.archive.query import Level, Query
 from radcloud.archive.service import Archive
 from radcloud.dicom import wrap
+from radcloud.dicom.parse import looks_like_dicom
 from radcloud.dicom.uids import is_valid_uid, new_uid
 from radcloud.errors import (
     BadQuery,
@@ -94,7 +95,7 @@ def kind_of(path: Path) -> str:
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return kind
-    if head[128:132] == b"DICM" or head[:2] in (b"\x02\x00", b"\x08\x00"):
+    if looks_like_dicom(head):
         return "dicom"
     return "other"
 

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from radcloud.archive.service import Archive
 from radcloud.errors import NotFound
-from radcloud.store.models import Instance, Thumbnail
+from radcloud.store.models import Instance, Patient, Series, Study, Thumbnail
 
 
 @dataclass(frozen=True)
@@ -96,10 +96,6 @@ def _check_blob(
 
 def counts(archive: Archive) -> tuple[int, int, int, int]:
     """Patients, studies, series and instances in the index."""
-    from sqlalchemy import func, select
-
-    from radcloud.store.models import Instance, Patient, Series, Study
-
     with archive.read() as conn:
         return tuple(  # type: ignore[return-value]
             int(conn.scalar(select(func.count()).select_from(t)) or 0)

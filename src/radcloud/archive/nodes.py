@@ -12,15 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy import delete, insert, select, update
 
 from radcloud.archive.service import Archive
-from radcloud.errors import NotFound, RadcloudError, UnknownDestination
+from radcloud.errors import InvalidNode, NotFound, UnknownDestination
 from radcloud.store.models import RemoteAE
-
-
-class InvalidNode(RadcloudError):
-    """A remote AE definition that cannot be used (bad title, host or port)."""
-
-    http_status, dimse_status, failure_reason = 400, 0xC000, 0x0110
-    title = "Invalid DICOM node"
 
 
 @dataclass(frozen=True)

@@ -152,31 +152,23 @@ def search(archive: Archive, q: Query, base_url: str = "") -> SearchResult:
     return SearchResult(items, remaining, ignored)
 
 
+_TABLE: dict[Level, Any] = {
+    Level.PATIENT: Patient, Level.STUDY: Study, Level.SERIES: Series, Level.IMAGE: Instance,
+}  # fmt: skip
+#: Each level joined to its parent, up to the patient, so any matching key can be used.
+_PARENT: dict[Any, tuple[Any, Any]] = {
+    Instance: (Series, Instance.series_fk == Series.id),
+    Series: (Study, Series.study_fk == Study.id),
+    Study: (Patient, Study.patient_fk == Patient.id),
+}
+
+
 def _base(level: Level, conds: list[ColumnElement[bool]]) -> Select[Any]:
-    if level is Level.PATIENT:
-        stmt = select(Patient.id).select_from(Patient)
-        needed = {lvl for lvl in _ORDER[1:]}
-    elif level is Level.STUDY:
-        stmt = select(Study.id).select_from(Study).join(Patient, Study.patient_fk == Patient.id)
-        needed = set()
-    elif level is Level.SERIES:
-        stmt = (
-            select(Series.id)
-            .select_from(Series)
-            .join(Study, Series.study_fk == Study.id)
-            .join(Patient, Study.patient_fk == Patient.id)
-        )
-        needed = set()
-    else:
-        stmt = (
-            select(Instance.id)
-            .select_from(Instance)
-            .join(Series, Instance.series_fk == Series.id)
-            .join(Study, Series.study_fk == Study.id)
-            .join(Patient, Study.patient_fk == Patient.id)
-        )
-        needed = set()
-    del needed
+    table = _TABLE[level]
+    stmt = select(table.id).select_from(table)
+    while table in _PARENT:
+        table, on = _PARENT[table]
+        stmt = stmt.join(table, on)
     return stmt.where(*conds)
 
 

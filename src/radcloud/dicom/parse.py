@@ -157,6 +157,11 @@ def _read(path: Path) -> Dataset:
         raise TruncatedDicom(f"cannot read the data set: {exc}") from exc
 
 
+def looks_like_dicom(head: bytes) -> bool:
+    """Whether the first 132 bytes of a file are those of a DICOM object ingest can read."""
+    return head[128:132] == b"DICM" or _looks_like_dataset(head)[0]
+
+
 def _looks_like_dataset(head: bytes) -> tuple[bool, bool]:
     """(is a bare data set, is explicit VR) judged from the first element header."""
     if len(head) < 8:
