@@ -19,57 +19,19 @@ from contextlib import contextmanager
 from typing import Any
 
 from radcloud import __version__
-from radcloud.archive import ingest
-from radcloud.archive.query import Level, Query, search
+from radcloud.archive import demo
 from radcloud.archive.service import Archive
 from radcloud.config import Settings
 from radcloud.dimse.scp import DimseServer
 
 log = logging.getLogger(__name__)
 
-#: Slices of the demo chest CT (512×512, ~60 MB).
-DEMO_SLICES = 120
-DEMO_PATIENT_ID = "DEMO0001"
 #: Seconds running DICOM associations get to finish on shutdown.
 SHUTDOWN_GRACE = 10
 
 
 class StartupError(Exception):
     """The server cannot start (port busy, data folder unusable); the message says why."""
-
-
-# ------------------------------------------------------------------ demo study
-
-
-def is_empty(archive: Archive) -> bool:
-    return not search(archive, Query(Level.STUDY, limit=1)).items
-
-
-def has_demo(archive: Archive) -> bool:
-    return bool(search(archive, Query(Level.STUDY, {"PatientID": DEMO_PATIENT_ID}, limit=1)).items)
-
-
-def load_demo(
-    archive: Archive,
-    n_slices: int = DEMO_SLICES,
-    progress: Callable[[int], None] | None = None,
-    stop: threading.Event | None = None,
-) -> int:
-    """Ingest the synthetic chest CT through the one ingest path; returns slices stored."""
-    from radcloud.testing.phantom import chest_ct_series
-
-    n = 0
-    for ds in chest_ct_series(n_slices, patient_id=DEMO_PATIENT_ID):
-        if stop is not None and stop.is_set():
-            break
-        fh, path = ingest.spool(archive)
-        with fh:
-            ds.save_as(fh, enforce_file_format=True)
-        ingest.store(archive, path, source="demo")
-        n += 1
-        if progress:
-            progress(n)
-    return n
 
 
 # ------------------------------------------------------------------ start-up
@@ -170,15 +132,15 @@ def _note_signals() -> Iterator[list[int]]:
 
 
 def _demo_in_background(archive: Archive, stop: threading.Event) -> threading.Thread | None:
-    if not is_empty(archive):
+    if not demo.is_empty(archive):
         log.info("--demo: the archive already holds studies; not loading the demo study")
         return None
 
     def work() -> None:
-        log.info("loading the demo chest CT (%d slices)…", DEMO_SLICES)
+        log.info("loading the demo chest CT (%d slices)…", demo.DEMO_SLICES)
         try:
-            n = load_demo(archive, stop=stop)
-            log.info("demo chest CT loaded: %d slices, patient ID %s", n, DEMO_PATIENT_ID)
+            n = demo.load_demo(archive, stop=stop)
+            log.info("demo chest CT loaded: %d slices, patient ID %s", n, demo.DEMO_PATIENT_ID)
         except Exception:
             log.exception("loading the demo study failed")
 

@@ -8,6 +8,7 @@ unpacked entry by entry into spool files, so their size never shows in memory.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import zipfile
 from dataclasses import dataclass, field
@@ -88,6 +89,17 @@ def store_file(
         path.unlink(missing_ok=True)
 
 
+def store_copy(ctx: Context, src: Path, *, named: bool = True) -> list[FileResult]:
+    """Import a copy of a file the caller keeps (``radcloud import``); see :func:`store_file`."""
+    try:
+        fh, spooled = ingest.spool(ctx.archive)
+        with fh, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, fh, 1024 * 1024)
+    except OSError as exc:
+        return [{"file": str(src), "status": "failed", "reason": f"cannot read: {exc}"}]
+    return store_file(ctx, spooled, str(src), named=named)
+
+
 def kind_of(path: Path) -> str:
     """``zip``, ``jpeg``, ``png``, ``pdf``, ``dicom`` or ``other``, from the first bytes."""
     with open(path, "rb") as fh:
@@ -149,13 +161,9 @@ def _store_wrapped(ctx: Context, path: Path, name: str, kind: str) -> FileResult
         return _failed(name, UnsupportedMediaType(detail))
     try:
         ds = _wrap(ctx, path.read_bytes(), name, kind)
-    except RadcloudError as exc:
-        return _failed(name, exc)
-    fh, spooled = ingest.spool(ctx.archive)
-    with fh:
-        ds.save_as(fh, enforce_file_format=True)
-    try:
-        r = ingest.store(ctx.archive, spooled, source=ctx.source, expected_study_uid=ctx.study_uid)
+        r = ingest.store_dataset(
+            ctx.archive, ds, source=ctx.source, expected_study_uid=ctx.study_uid
+        )
     except RadcloudError as exc:
         return _failed(name, exc)
     return _stored(name, r)

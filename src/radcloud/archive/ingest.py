@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
+from pydicom.dataset import Dataset
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -70,6 +71,14 @@ def store_bytes(archive: Archive, data: bytes, **kw: str | None) -> StoreResult:
     fh, path = spool(archive)
     with fh:
         fh.write(data)
+    return store(archive, path, **kw)  # type: ignore[arg-type]
+
+
+def store_dataset(archive: Archive, ds: Dataset, **kw: str | None) -> StoreResult:
+    """Store a data set built in memory (the demo phantom, wrapped photos and PDFs)."""
+    fh, path = spool(archive)
+    with fh:
+        ds.save_as(fh, enforce_file_format=True)
     return store(archive, path, **kw)  # type: ignore[arg-type]
 
 

@@ -9,7 +9,6 @@ they never show a traceback.
 from __future__ import annotations
 
 import os
-import shutil
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from radcloud.archive import compression, importer, ingest, integrity, nodes, retrieve
+from radcloud.archive import compression, demo, importer, integrity, nodes, retrieve
 from radcloud.archive.service import Archive
 from radcloud.config import Settings, load_settings
 from radcloud.errors import RadcloudError
@@ -134,16 +133,14 @@ def serve(
 @app.command("demo")
 def demo_cmd() -> None:
     """Load the demo chest CT (synthetic, 120 slices) into the configured archive."""
-    from radcloud import server
-
     with _archive() as archive:
-        if server.has_demo(archive):
-            out.print(f"The demo study (patient ID {server.DEMO_PATIENT_ID}) is already loaded.")
+        if demo.has_demo(archive):
+            out.print(f"The demo study (patient ID {demo.DEMO_PATIENT_ID}) is already loaded.")
             return
         with _progress() as bar:
-            task = bar.add_task("demo chest CT", total=server.DEMO_SLICES)
-            n = server.load_demo(archive, progress=lambda i: bar.update(task, completed=i))
-    out.print(f"Loaded the demo chest CT: {n} slices, patient ID {server.DEMO_PATIENT_ID}.")
+            task = bar.add_task("demo chest CT", total=demo.DEMO_SLICES)
+            n = demo.load_demo(archive, progress=lambda i: bar.update(task, completed=i))
+    out.print(f"Loaded the demo chest CT: {n} slices, patient ID {demo.DEMO_PATIENT_ID}.")
 
 
 # ------------------------------------------------------------------ import
@@ -172,17 +169,6 @@ def _collect(paths: list[Path]) -> list[tuple[Path, bool]]:
     return items
 
 
-def _import_one(ctx: importer.Context, path: Path, named: bool) -> list[importer.FileResult]:
-    """Import one file (a zip yields one result per member) through the import service."""
-    try:
-        fh, spooled = ingest.spool(ctx.archive)
-        with fh, open(path, "rb") as src:
-            shutil.copyfileobj(src, fh, 1024 * 1024)
-    except OSError as exc:
-        return [{"file": str(path), "status": "failed", "reason": f"cannot read: {exc}"}]
-    return importer.store_file(ctx, spooled, str(path), named=named)
-
-
 @app.command("import")
 def import_cmd(
     paths: Annotated[list[Path], typer.Argument(exists=True, help="Files, folders, zip files.")],
@@ -200,7 +186,7 @@ def import_cmd(
         items = _collect(paths)
         with _progress() as bar, ThreadPoolExecutor(max(1, jobs)) as pool:
             task = bar.add_task("importing", total=len(items))
-            for results in pool.map(lambda it: _import_one(ctx, *it), items):
+            for results in pool.map(lambda it: importer.store_copy(ctx, it[0], named=it[1]), items):
                 for r in results:
                     _count(tally, r)
                 bar.advance(task)
