@@ -41,6 +41,14 @@ class Level(StrEnum):
             raise BadQuery(f"QueryRetrieveLevel {value!r} is not one of {valid}") from None
 
 
+#: The unique key of each level (PS3.4 C.2.2.1.3), what retrieve identifies instances by.
+UNIQUE_KEY = {
+    Level.PATIENT: "PatientID",
+    Level.STUDY: "StudyInstanceUID",
+    Level.SERIES: "SeriesInstanceUID",
+    Level.IMAGE: "SOPInstanceUID",
+}
+
 # keyword → (level it belongs to, column); the level decides which join it needs.
 _COLUMNS: dict[str, tuple[Level, Any]] = {
     "PatientName": (Level.PATIENT, Patient.patient_name),

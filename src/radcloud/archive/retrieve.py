@@ -7,6 +7,7 @@ files are never re-parsed for metadata.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +16,11 @@ from pydicom import dcmread
 from pydicom.encaps import generate_frames
 from sqlalchemy import select
 
+from radcloud.archive import query
+from radcloud.archive.query import UNIQUE_KEY, Level, Query
 from radcloud.archive.service import Archive
 from radcloud.dicom.pixel_info import PixelInfo
-from radcloud.errors import IntegrityError, NotFound
+from radcloud.errors import IntegrityError, MissingAttribute, NotFound
 from radcloud.store.digests import frame_digest
 from radcloud.store.models import Instance, Series, Study
 
@@ -86,6 +89,47 @@ def find_instances(
     if not refs:
         what = "instance" if sop_uid else "series" if series_uid else "study"
         raise NotFound(f"no such {what} in the archive")
+    return refs
+
+
+def find_for_retrieve(archive: Archive, level: Level, filters: dict[str, str]) -> list[InstanceRef]:
+    """The instances a C-MOVE/C-GET identifier names (unique keys, ``\\`` lists), in order."""
+    unique = UNIQUE_KEY[level]
+
+    def values(keyword: str) -> list[str]:
+        return [v for v in filters.get(keyword, "").split("\\") if v.strip()]
+
+    if not values(unique):
+        raise MissingAttribute(f"a {level.value}-level retrieve needs {unique} in the identifier")
+    if level is Level.PATIENT:
+        found = query.search(archive, Query(Level.STUDY, {"PatientID": filters[unique]}))
+        return _instances_of(archive, [(_uid(i, "0020000D"), None) for i in found.items])
+    if level is Level.STUDY:
+        return _instances_of(archive, [(uid, None) for uid in values(unique)])
+    keys = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+    scope = {k: filters[k] for k in keys if values(k)}
+    found = query.search(
+        archive, Query(Level.SERIES if level is Level.SERIES else Level.IMAGE, scope)
+    )
+    pairs = list(dict.fromkeys((_uid(i, "0020000D"), _uid(i, "0020000E")) for i in found.items))
+    refs = _instances_of(archive, pairs)
+    if level is Level.IMAGE:
+        wanted = set(values(unique))
+        refs = [r for r in refs if r.sop_uid in wanted]
+    return refs
+
+
+def _uid(item: dict[str, Any], key: str) -> str:
+    return str(item[key]["Value"][0])
+
+
+def _instances_of(archive: Archive, scopes: Sequence[tuple[str, str | None]]) -> list[InstanceRef]:
+    refs: list[InstanceRef] = []
+    for study_uid, series_uid in scopes:
+        try:
+            refs.extend(find_instances(archive, study_uid, series_uid))
+        except NotFound:
+            continue
     return refs
 
 

@@ -19,9 +19,9 @@ from pydicom.dataset import Dataset
 from pynetdicom.events import Event
 
 from radcloud.archive import ingest, query
-from radcloud.archive.query import Level, tag_key
+from radcloud.archive.query import UNIQUE_KEY, Level, tag_key
 from radcloud.archive.service import Archive
-from radcloud.dimse.identifiers import UNIQUE_KEY, Request, parse_identifier, response
+from radcloud.dimse.identifiers import Request, parse_identifier, response
 from radcloud.errors import RadcloudError
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 
-from radcloud.archive.query import Level
+from radcloud.archive.query import UNIQUE_KEY, Level
 from radcloud.errors import MissingAttribute
 
 QR_LEVEL = 0x00080052
@@ -27,12 +27,6 @@ RETRIEVE_AE = 0x00080054
 #: Keys that never take part in matching.
 _NOT_MATCHED = {QR_LEVEL, CHARSET, RETRIEVE_AE, 0x00080056}  # + InstanceAvailability
 #: The unique key of each level (PS3.4 C.6.1.1 / C.6.2.1).
-UNIQUE_KEY = {
-    Level.PATIENT: "PatientID",
-    Level.STUDY: "StudyInstanceUID",
-    Level.SERIES: "SeriesInstanceUID",
-    Level.IMAGE: "SOPInstanceUID",
-}
 
 
 @dataclass

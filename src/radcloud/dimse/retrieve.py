@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from pydicom import dcmread
@@ -26,14 +26,13 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext, build_context
 
-from radcloud.archive import nodes, query, retrieve
-from radcloud.archive.query import Level, Query
+from radcloud.archive import nodes, retrieve
 from radcloud.archive.retrieve import InstanceRef
 from radcloud.archive.service import Archive
 from radcloud.dimse.handlers import ScpContext, peer
-from radcloud.dimse.identifiers import UNIQUE_KEY, Request, parse_identifier
+from radcloud.dimse.identifiers import parse_identifier
 from radcloud.dimse.net import CONVERTIBLE, UNCOMPRESSED, settle_reactor
-from radcloud.errors import MissingAttribute, NotFound, RadcloudError, UnknownDestination
+from radcloud.errors import NotFound, RadcloudError, UnknownDestination
 
 log = logging.getLogger(__name__)
 
@@ -43,44 +42,6 @@ MAX_CONTEXTS = 128
 
 
 # ------------------------------------------------------------------ what to send
-
-
-def resolve(archive: Archive, req: Request) -> list[InstanceRef]:
-    """The stored instances a C-MOVE/C-GET identifier names, in viewing order."""
-    unique = UNIQUE_KEY[req.level]
-    if not req.values(unique):
-        raise MissingAttribute(
-            f"a {req.level.value}-level retrieve needs {unique} in the identifier"
-        )
-    if req.level is Level.PATIENT:
-        found = query.search(archive, Query(Level.STUDY, {"PatientID": req.filters[unique]}))
-        return _instances(archive, [(_uid(i, "0020000D"), None) for i in found.items])
-    if req.level is Level.STUDY:
-        return _instances(archive, [(uid, None) for uid in req.values(unique)])
-    keys = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
-    filters = {k: req.filters[k] for k in keys if req.values(k)}
-    level = Level.SERIES if req.level is Level.SERIES else Level.IMAGE
-    found = query.search(archive, Query(level, filters))
-    pairs = list(dict.fromkeys((_uid(i, "0020000D"), _uid(i, "0020000E")) for i in found.items))
-    refs = _instances(archive, pairs)
-    if req.level is Level.IMAGE:
-        wanted = set(req.values(unique))
-        refs = [r for r in refs if r.sop_uid in wanted]
-    return refs
-
-
-def _uid(item: dict[str, Any], key: str) -> str:
-    return str(item[key]["Value"][0])
-
-
-def _instances(archive: Archive, scopes: Sequence[tuple[str, str | None]]) -> list[InstanceRef]:
-    refs: list[InstanceRef] = []
-    for study_uid, series_uid in scopes:
-        try:
-            refs.extend(retrieve.find_instances(archive, study_uid, series_uid))
-        except NotFound:
-            continue
-    return refs
 
 
 class StoredInstance(Dataset):
@@ -204,7 +165,8 @@ def contexts_for(refs: list[InstanceRef]) -> list[PresentationContext]:
 
 
 def _refs(event: Event, ctx: ScpContext) -> list[InstanceRef]:
-    return resolve(ctx.archive, parse_identifier(event.identifier))
+    req = parse_identifier(event.identifier)
+    return retrieve.find_for_retrieve(ctx.archive, req.level, req.filters)
 
 
 def _send(
