@@ -416,23 +416,37 @@ def row_qido(ctx: Ctx) -> None:
 
 
 # ------------------------------------------------------------------------- retrieve
-def row_metadata(ctx: Ctx) -> None:
-    s = ctx.stored
-    assert s is not None
-    url = f"{ctx.web}/studies/{s.study_uid}/series/{s.series_uid}/metadata"
-    res = Result()
-    first = 0.0
+def _timed_gets(
+    ctx: Ctx, url: str, headers: dict[str, str], check: Callable[[Any], None]
+) -> tuple[Result, float, Any]:
+    """``ctx.reps`` timed GETs after one cold one: (warm ms, cold s, last response).
+
+    ``check(response)`` raises :class:`RowFailed` when an answer is wrong.
+    """
+    res, first, r = Result(), 0.0, None
     for i in range(ctx.reps + 1):
-        dt, r = timed_get(ctx, url, DICOM_JSON)
+        dt, r = timed_get(ctx, url, headers)
         if r.status_code != 200:
             raise RowFailed("failed", f"HTTP {r.status_code}: {r.text[:200]}")
-        n = len(r.json())
-        if n != len(s.files):
-            raise RowFailed("wrong", f"{n} instances in metadata, expected {len(s.files)}")
+        check(r)
         if i == 0:
             first = dt
         else:
             res.values.append(dt * 1e3)
+    return res, first, r
+
+
+def row_metadata(ctx: Ctx) -> None:
+    s = ctx.stored
+    assert s is not None
+    url = f"{ctx.web}/studies/{s.study_uid}/series/{s.series_uid}/metadata"
+
+    def check(r: Any) -> None:
+        n = len(r.json())
+        if n != len(s.files):
+            raise RowFailed("wrong", f"{n} instances in metadata, expected {len(s.files)}")
+
+    res, first, r = _timed_gets(ctx, url, DICOM_JSON, check)
     res.note = f"first (cold) {first * 1e3:.0f} ms; {len(r.content) / 1e6:.1f} MB JSON"
     ctx.set("metadata", res)
 
@@ -444,38 +458,24 @@ def _instance_url(ctx: Ctx) -> str:
 
 
 def row_frame(ctx: Ctx) -> None:
+    def check(r: Any) -> None:
+        if len(r.content) < 512 * 512 * 2:
+            raise RowFailed("wrong", f"frame response only {len(r.content)} B")
+
     url = _instance_url(ctx) + "/frames/1"
-    res, first, size = Result(), 0.0, 0
-    for i in range(ctx.reps + 1):
-        dt, r = timed_get(ctx, url, {"Accept": ctx.frame_accept()})
-        if r.status_code != 200:
-            raise RowFailed("failed", f"HTTP {r.status_code}: {r.text[:200]}")
-        size = len(r.content)
-        if size < 512 * 512 * 2:
-            raise RowFailed("wrong", f"frame response only {size} B")
-        if i == 0:
-            first = dt
-        else:
-            res.values.append(dt * 1e3)
-    res.note = f"first (cold) {first * 1e3:.1f} ms; {size / 1e3:.0f} kB"
+    res, first, r = _timed_gets(ctx, url, {"Accept": ctx.frame_accept()}, check)
+    res.note = f"first (cold) {first * 1e3:.1f} ms; {len(r.content) / 1e3:.0f} kB"
     ctx.set("frame", res)
 
 
 def row_rendered(ctx: Ctx) -> None:
-    url = _instance_url(ctx) + "/rendered"
-    res, first, size = Result(), 0.0, 0
-    for i in range(ctx.reps + 1):
-        dt, r = timed_get(ctx, url, {"Accept": "image/jpeg"})
-        if r.status_code != 200:
-            raise RowFailed("failed", f"HTTP {r.status_code}: {r.text[:200]}")
+    def check(r: Any) -> None:
         if not r.content.startswith(b"\xff\xd8"):
             raise RowFailed("wrong", f"not a JPEG ({r.headers.get('content-type')})")
-        size = len(r.content)
-        if i == 0:
-            first = dt
-        else:
-            res.values.append(dt * 1e3)
-    res.note = f"first (cold) {first * 1e3:.1f} ms; {size / 1e3:.0f} kB JPEG"
+
+    url = _instance_url(ctx) + "/rendered"
+    res, first, r = _timed_gets(ctx, url, {"Accept": "image/jpeg"}, check)
+    res.note = f"first (cold) {first * 1e3:.1f} ms; {len(r.content) / 1e3:.0f} kB JPEG"
     ctx.set("rendered", res)
 
 
