@@ -84,7 +84,7 @@ def test_two_gib_upload_is_streamed_with_bounded_memory(server) -> None:  # type
     sampler.start()
     study, series, sop = generate_uid(), generate_uid(), generate_uid()
     try:
-        with httpx.Client(timeout=600) as client:
+        with httpx.Client(timeout=600, headers=server.headers()) as client:
             r = client.post(
                 f"{base}/api/upload",
                 content=body(header(study, series, sop)),

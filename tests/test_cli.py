@@ -14,6 +14,7 @@ from typer.testing import CliRunner, Result
 from radcloud.archive import retrieve
 from radcloud.archive.query import Level, Query, search
 from radcloud.archive.service import Archive
+from radcloud.auth.access import SYSTEM
 from radcloud.cli.main import app
 from radcloud.store.blobs import FileStorage
 
@@ -31,7 +32,7 @@ def cli(archive: Archive, *args: str) -> Result:
 
 
 def _count(archive: Archive) -> int:
-    return len(search(archive, Query(Level.IMAGE)).items)
+    return len(search(archive, Query(Level.IMAGE), principal=SYSTEM).items)
 
 
 def test_import_folder_and_zip(archive: Archive, tmp_path: Path) -> None:
@@ -109,7 +110,7 @@ def test_verify_detects_corrupt_missing_and_orphan_blobs(archive: Archive, tmp_p
 
     storage = archive.storage
     assert isinstance(storage, FileStorage)
-    refs = retrieve.find_instances(archive, s.study_uid)
+    refs = retrieve.find_instances(archive, s.study_uid, principal=SYSTEM)
     corrupt = storage.path(refs[0].blob_key)
     data = bytearray(corrupt.read_bytes())
     data[-1] ^= 0xFF  # one flipped bit in the pixel data

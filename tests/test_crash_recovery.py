@@ -23,6 +23,7 @@ from pynetdicom import _config
 from radcloud.archive import retrieve
 from radcloud.archive.query import Level, Query, search
 from radcloud.archive.service import Archive
+from radcloud.auth.access import SYSTEM
 from radcloud.config import Settings
 from radcloud.dimse.net import RadcloudAE, settle_reactor
 
@@ -63,6 +64,7 @@ def test_sigkill_during_store_loses_nothing_acknowledged(
         uid: p.rename(p.with_name(uid + ".dcm"))
         for uid, p in zip(series.sop_uids, series.paths, strict=True)
     }
+    server.allow_ae("MODALITY", "STORESCU")
     server.start()
 
     acked: list[str] = []
@@ -84,7 +86,10 @@ def test_sigkill_during_store_loses_nothing_acknowledged(
     settings = Settings(data_dir=server.env["RADCLOUD_DATA_DIR"], dicom_port=0)
     archive = Archive.open(settings)
     try:
-        refs = {r.sop_uid: r for r in retrieve.find_instances(archive, series.study_uid)}
+        refs = {
+            r.sop_uid: r
+            for r in retrieve.find_instances(archive, series.study_uid, principal=SYSTEM)
+        }
         for uid in survivors:  # acknowledged ⇒ indexed, blob present, SHA-256 right
             ref = refs[uid]
             blob = retrieve.read_verified(archive, ref)  # raises if the SHA-256 is wrong
@@ -102,7 +107,10 @@ def test_sigkill_during_store_loses_nothing_acknowledged(
         r = dcmtk("storescu", "-aec", "RADCLOUD", "127.0.0.1", str(server.dicom_port),
                   *map(str, files.values()), timeout=300)  # fmt: skip
         assert r.returncode == 0, r.stderr[-2000:]
-        assert len(search(archive, Query(Level.IMAGE, {"PatientID": "CRASH"})).items) == N
+        assert (
+            len(search(archive, Query(Level.IMAGE, {"PatientID": "CRASH"}), principal=SYSTEM).items)
+            == N
+        )
         assert len(list(archive.storage.keys())) == N
         verify = subprocess.run(
             [RADCLOUD, "verify"], env=server.env, capture_output=True, text=True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _auth
 import pytest
 import requests
 from dicom_factory import make_ct_dataset
@@ -9,10 +10,12 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom import Dataset
 from pydicom.uid import generate_uid
 
+from radcloud.archive.service import Archive
+
 
 @pytest.fixture
-def client(base_url: str) -> DICOMwebClient:
-    return DICOMwebClient(url=base_url)
+def client(base_url: str, archive: Archive) -> DICOMwebClient:
+    return DICOMwebClient(url=base_url, headers=_auth.headers(archive))
 
 
 def _study(patient_id: str, name: str = "Zhang^Wei=张^伟") -> tuple[str, list[Dataset]]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import _auth
 import pytest
 from _dimse_data import dcmtk, write_series
 from pydicom import dcmread
@@ -34,6 +35,7 @@ class Data:
 
 @pytest.fixture
 def scp(archive: Archive) -> Iterator[DimseServer]:
+    _auth.accept_any_calling_ae(archive)
     server = DimseServer(archive, host="127.0.0.1", port=0, ae_title="QRSCP").start()
     yield server
     server.stop(grace=0)
@@ -193,13 +195,17 @@ def test_matches_are_fetched_in_pages(
 
 def test_cancel_stops_the_matches(archive: Archive, data: Data) -> None:
     """C-CANCEL between two matches ends the responses with 0xFE00 (pynetdicom sends it)."""
+    _auth.accept_any_calling_ae(archive)
     identifier = Dataset()
     identifier.QueryRetrieveLevel = "STUDY"
     identifier.StudyInstanceUID = ""
     polls: list[bool] = []
 
+    class Assoc:  # a plain object: the SCP keeps per-association state in a weak map
+        requestor = SimpleNamespace(ae_title="FINDSCU", address="127.0.0.1")
+
     class CancelAfterFirst:
-        assoc = SimpleNamespace(requestor=SimpleNamespace(ae_title="FINDSCU", address="127.0.0.1"))
+        assoc = Assoc()
 
         def __init__(self) -> None:
             self.identifier = identifier

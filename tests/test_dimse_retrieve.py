@@ -6,6 +6,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import _auth
 import numpy as np
 import pytest
 from _dimse_data import (
@@ -26,6 +27,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from radcloud.archive import ingest, nodes, retrieve
 from radcloud.archive.service import Archive
+from radcloud.auth.access import SYSTEM
 from radcloud.dimse.net import RadcloudAE
 from radcloud.dimse.scp import DimseServer
 
@@ -35,6 +37,7 @@ StoreScp = Callable[..., Path]
 
 @pytest.fixture
 def scp(archive: Archive) -> Iterator[DimseServer]:
+    _auth.accept_any_calling_ae(archive)
     server = DimseServer(archive, host="127.0.0.1", port=0).start()
     yield server
     server.stop(grace=0)
@@ -87,7 +90,7 @@ def _received(folder: Path) -> dict[str, Path]:
 
 
 def _assert_same_as_stored(archive: Archive, study_uid: str, got: dict[str, Path]) -> None:
-    refs = {r.sop_uid: r for r in retrieve.find_instances(archive, study_uid)}
+    refs = {r.sop_uid: r for r in retrieve.find_instances(archive, study_uid, principal=SYSTEM)}
     for uid, path in got.items():
         stored = retrieve.read_original(archive, refs[uid])
         assert dataset_bytes(path.read_bytes()) == dataset_bytes(stored), uid
@@ -217,11 +220,12 @@ def test_retrieve_from_an_archive_compressed_at_rest(
     series = write_series(tmp_path / "c", 4, patient_id="JLS", rows=64, columns=64)
     for p in series.paths:
         ingest.store_copy(archive, p, source="test")
-    refs = retrieve.find_instances(archive, series.study_uid)
+    refs = retrieve.find_instances(archive, series.study_uid, principal=SYSTEM)
     assert {r.transfer_syntax_uid for r in refs} == {"1.2.840.10008.1.2.4.80"}  # compressed
     moved, got = tmp_path / "moved", tmp_path / "got"
     got.mkdir()
     proc = _start_storescp(archive, moved, "STORESCP")
+    _auth.accept_any_calling_ae(archive)
     server = DimseServer(archive, host="127.0.0.1", port=0).start()
     study = ("QueryRetrieveLevel=STUDY", f"StudyInstanceUID={series.study_uid}")
     try:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import _auth
 import pytest
 from _dimse_data import DCMTK_ENV, TEST_FILES, dataset_bytes, dcmtk, write_series
 from pydicom import dcmread
@@ -22,6 +23,7 @@ from pynetdicom import _config
 from radcloud.archive import retrieve
 from radcloud.archive.query import Level, Query, search
 from radcloud.archive.service import Archive
+from radcloud.auth.access import SYSTEM
 from radcloud.dimse.net import RadcloudAE, settle_reactor
 from radcloud.dimse.scp import DimseServer
 
@@ -30,6 +32,7 @@ pytestmark = pytest.mark.dcmtk
 
 @pytest.fixture
 def scp(archive: Archive) -> Iterator[DimseServer]:
+    _auth.accept_any_calling_ae(archive)
     server = DimseServer(archive, host="127.0.0.1", port=0).start()
     yield server
     server.stop(grace=0)
@@ -46,12 +49,12 @@ def _storescu(
 
 
 def _count(archive: Archive, **filters: str) -> int:
-    return len(search(archive, Query(Level.IMAGE, filters)).items)
+    return len(search(archive, Query(Level.IMAGE, filters), principal=SYSTEM).items)
 
 
 def _assert_stored_exactly(archive: Archive, study_uid: str, paths: list[Path]) -> None:
     """Every file is indexed, and its stored data set is byte-identical to the one sent."""
-    refs = {r.sop_uid: r for r in retrieve.find_instances(archive, study_uid)}
+    refs = {r.sop_uid: r for r in retrieve.find_instances(archive, study_uid, principal=SYSTEM)}
     for path in paths:
         sent = path.read_bytes()
         sop_uid = str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
@@ -145,7 +148,7 @@ def test_compressed_transfer_syntax_kept(
     proc = _storescu(scp, path, opts=(option,))
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
-    (ref,) = retrieve.find_instances(archive, str(ds.StudyInstanceUID))
+    (ref,) = retrieve.find_instances(archive, str(ds.StudyInstanceUID), principal=SYSTEM)
     assert ref.transfer_syntax_uid == ts
     # storescu re-encodes the data set (VR OW→OB of encapsulated Pixel Data, drops
     # trailing padding), so compare values; the compressed bit stream must be untouched

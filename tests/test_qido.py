@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import _auth
 import httpx
 import pytest
 from dicom_factory import make_ct
@@ -60,7 +61,9 @@ def seed(archive: Archive) -> Seed:
 @pytest.fixture
 async def client(archive: Archive) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(archive))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test/dicom-web") as c:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test/dicom-web", headers=_auth.headers(archive)
+    ) as c:
         yield c
 
 

@@ -10,6 +10,7 @@ from pydicom.filewriter import dcmwrite
 from radcloud.archive.ingest import store_bytes
 from radcloud.archive.query import Level, Query, search
 from radcloud.archive.service import Archive
+from radcloud.auth.access import SYSTEM
 from radcloud.errors import BadQuery
 from radcloud.testing.phantom import make_dataset
 
@@ -30,7 +31,7 @@ def put(archive: Archive, **attrs: object) -> str:
 
 def uids(archive: Archive, **filters: str) -> set[str]:
     fuzzy = filters.pop("fuzzy", "") == "1"
-    res = search(archive, Query(Level.STUDY, filters, fuzzy=fuzzy))
+    res = search(archive, Query(Level.STUDY, filters, fuzzy=fuzzy), principal=SYSTEM)
     return {item["0020000D"]["Value"][0] for item in res.items}
 
 
@@ -99,8 +100,8 @@ def test_person_names_incl_chinese(archive: Archive, studies: dict[str, str]) ->
 
 
 def test_paging_is_stable_and_counts_remaining(archive: Archive, studies: dict[str, str]) -> None:
-    first = search(archive, Query(Level.STUDY, {}, limit=3))
-    rest = search(archive, Query(Level.STUDY, {}, limit=3, offset=3))
+    first = search(archive, Query(Level.STUDY, {}, limit=3), principal=SYSTEM)
+    rest = search(archive, Query(Level.STUDY, {}, limit=3, offset=3), principal=SYSTEM)
     assert first.remaining == 1 and rest.remaining == 0
     got = [i["0020000D"]["Value"][0] for i in first.items + rest.items]
     assert sorted(got) == sorted(studies.values())
@@ -109,27 +110,33 @@ def test_paging_is_stable_and_counts_remaining(archive: Archive, studies: dict[s
 
 
 def test_returned_attributes(archive: Archive, studies: dict[str, str]) -> None:
-    (item,) = search(archive, Query(Level.STUDY, {"PatientID": "P001"}), "http://h/dicom-web").items
+    (item,) = search(
+        archive, Query(Level.STUDY, {"PatientID": "P001"}), "http://h/dicom-web", principal=SYSTEM
+    ).items
     assert item["00080061"]["Value"] == ["CT"]
     assert item["00201206"]["Value"] == [1] and item["00201208"]["Value"] == [1]
     assert item["00081190"]["Value"][0].endswith(studies["wang"])
     assert item["00100010"]["Value"][0]["Ideographic"] == "王^小东"
     assert "00080060" not in item
     (item,) = search(
-        archive, Query(Level.STUDY, {"PatientID": "P001"}, include={"Manufacturer"})
+        archive,
+        Query(Level.STUDY, {"PatientID": "P001"}, include={"Manufacturer"}),
+        principal=SYSTEM,
     ).items
     assert item["00080070"]["Value"] == ["radcloud phantom"]
 
 
 def test_unknown_keyword_is_a_bad_query(archive: Archive) -> None:
     with pytest.raises(BadQuery, match="NotAKeyword"):
-        search(archive, Query(Level.STUDY, {"NotAKeyword": "x"}))
+        search(archive, Query(Level.STUDY, {"NotAKeyword": "x"}), principal=SYSTEM)
 
 
 def test_series_and_instance_levels(archive: Archive, studies: dict[str, str]) -> None:
-    res = search(archive, Query(Level.SERIES, {"Modality": "MR"}, relational=True))
+    res = search(
+        archive, Query(Level.SERIES, {"Modality": "MR"}, relational=True), principal=SYSTEM
+    )
     assert len(res.items) == 1 and res.items[0]["00100020"]["Value"] == ["P002"]
-    res = search(archive, Query(Level.IMAGE, {}, study_uid=studies["smith"]))
+    res = search(archive, Query(Level.IMAGE, {}, study_uid=studies["smith"]), principal=SYSTEM)
     assert len(res.items) == 1 and res.items[0]["00280010"]["Value"] == [4]
-    res = search(archive, Query(Level.PATIENT, {"PatientID": "P*"}))
+    res = search(archive, Query(Level.PATIENT, {"PatientID": "P*"}), principal=SYSTEM)
     assert {i["00100020"]["Value"][0] for i in res.items} == {"P001", "P002", "P004"}

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from radcloud.archive import render_service, retrieve
 from radcloud.archive.retrieve import InstanceRef
 from radcloud.archive.service import Archive
+from radcloud.auth.access import SYSTEM
 from radcloud.errors import BadQuery, NotFound
 from radcloud.store.models import Thumbnail
 from radcloud.testing.phantom import make_dataset, tiny_ct_series
@@ -26,7 +27,9 @@ from radcloud.testing.phantom import make_dataset, tiny_ct_series
 
 def ref_of(archive: Archive, data: bytes) -> InstanceRef:
     r = store(archive, data)
-    return retrieve.find_instances(archive, r.study_uid, r.series_uid, r.sop_uid)[0]
+    return retrieve.find_instances(archive, r.study_uid, r.series_uid, r.sop_uid, principal=SYSTEM)[
+        0
+    ]
 
 
 def png(data: bytes) -> np.ndarray:
@@ -137,7 +140,7 @@ def test_no_pixel_data_is_not_found(archive: Archive) -> None:
     with pytest.raises(NotFound, match="no pixel data"):
         render_service.rendered(archive, ref)
     # the SR series comes first, but a study's representative is an image
-    rep = render_service.representative(archive, ct.StudyInstanceUID)
+    rep = render_service.representative(archive, ct.StudyInstanceUID, principal=SYSTEM)
     assert rep.sop_uid == ct.SOPInstanceUID
 
 
@@ -145,7 +148,7 @@ def test_representative_is_the_middle_image(archive: Archive) -> None:
     series = list(tiny_ct_series(5))
     for ds in series:
         store(archive, part10(ds))
-    rep = render_service.representative(archive, series[0].StudyInstanceUID)
+    rep = render_service.representative(archive, series[0].StudyInstanceUID, principal=SYSTEM)
     assert rep.sop_uid == series[2].SOPInstanceUID
 
 

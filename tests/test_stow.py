@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import _auth
 import httpx
 import pytest
 from dicom_factory import make_ct, multipart_related
@@ -25,7 +26,9 @@ CT = "1.2.840.10008.5.1.4.1.1.2"
 @pytest.fixture
 async def client(archive: Archive) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(archive))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test/dicom-web") as c:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test/dicom-web", headers=_auth.headers(archive)
+    ) as c:
         yield c
 
 
@@ -230,7 +233,9 @@ async def test_unacceptable_response_type_is_406(
 async def test_request_over_the_size_limit_is_413(make_archive: Any) -> None:
     archive = make_archive(max_upload_bytes=4096)
     transport = httpx.ASGITransport(app=create_app(archive))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test/dicom-web") as c:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test/dicom-web", headers=_auth.headers(archive)
+    ) as c:
         r = await stow(c, [make_ct(n_rows=64)])
     assert r.status_code == 413
     assert instance_count(archive) == 0

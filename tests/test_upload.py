@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import _auth
 import httpx
 import pytest
 from dicom_factory import make_ct, make_jpeg, make_pdf, make_zip
@@ -24,7 +25,9 @@ ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 
 def _client(archive: Archive) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=create_app(archive))
-    return httpx.AsyncClient(transport=transport, base_url="http://test")
+    return httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers=_auth.headers(archive)
+    )
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import _auth
 import anyio
 import imagecodecs
 import numpy as np
@@ -38,6 +39,7 @@ from sqlalchemy import func, select
 from radcloud.archive import render_service, retrieve
 from radcloud.archive.ingest import StoreResult
 from radcloud.archive.service import Archive
+from radcloud.auth.access import SYSTEM
 from radcloud.errors import IntegrityError
 from radcloud.store.models import Thumbnail
 from radcloud.testing.phantom import make_dataset, tiny_ct_series
@@ -47,7 +49,7 @@ from radcloud.web.routes import wado
 
 @pytest.fixture
 def client(archive: Archive) -> Iterator[TestClient]:
-    with TestClient(create_app(archive)) as c:
+    with TestClient(create_app(archive), headers=_auth.headers(archive)) as c:
         yield c
 
 
@@ -160,9 +162,9 @@ def test_compressed_at_rest_star_and_default_give_the_received_file(
     archive = make_archive(compression="jpeg-ls")
     data = part10(next(tiny_ct_series(1, size=32)))
     r = store(archive, data)
-    (ref,) = retrieve.find_instances(archive, r.study_uid)
+    (ref,) = retrieve.find_instances(archive, r.study_uid, principal=SYSTEM)
     assert ref.transfer_syntax_uid == JLS and ref.received_ts == ELE
-    with TestClient(create_app(archive)) as client:
+    with TestClient(create_app(archive), headers=_auth.headers(archive)) as client:
         (star,) = get_parts(client, instance_path(r), dicom_accept("*"))
         (default,) = get_parts(client, instance_path(r))
         (jls,) = get_parts(client, instance_path(r), dicom_accept(JLS))
@@ -203,7 +205,9 @@ def test_series_response_streams_part_by_part(
         return real(a, ref, ts)
 
     monkeypatch.setattr(render_service, "instance_in", counting)
-    resp = wado.retrieve_series(r.study_uid, r.series_uid, archive, "http://x/dicom-web", None)
+    resp = wado.retrieve_series(
+        r.study_uid, r.series_uid, archive, SYSTEM, "http://x/dicom-web", None
+    )
     time.sleep(0.2)  # let the read-ahead threads run as far as they may
     # the first part is ready before the response starts; read-ahead is bounded
     assert 1 <= len(made) <= 4
@@ -220,7 +224,7 @@ def test_series_response_streams_part_by_part(
 
 def test_corrupted_blob_is_a_500_not_data(client: TestClient, archive: Archive) -> None:
     _, r = ct_series(archive, 2)
-    refs = retrieve.find_instances(archive, r.study_uid)
+    refs = retrieve.find_instances(archive, r.study_uid, principal=SYSTEM)
     path = archive.storage.path(refs[0].blob_key)  # type: ignore[attr-defined]
     raw = bytearray(path.read_bytes())
     raw[-10] ^= 0xFF
@@ -234,7 +238,7 @@ def test_corrupted_blob_is_a_500_not_data(client: TestClient, archive: Archive) 
 
 def test_corruption_mid_series_aborts_the_stream(client: TestClient, archive: Archive) -> None:
     _, r = ct_series(archive, 3)
-    last = retrieve.find_instances(archive, r.study_uid)[-1]
+    last = retrieve.find_instances(archive, r.study_uid, principal=SYSTEM)[-1]
     path = archive.storage.path(last.blob_key)  # type: ignore[attr-defined]
     raw = bytearray(path.read_bytes())
     raw[200] ^= 0x01
@@ -257,7 +261,7 @@ def test_metadata_is_the_stored_json(client: TestClient, archive: Archive) -> No
         resp = client.get(url)
         assert resp.status_code == 200
         assert resp.headers["content-type"] == "application/dicom+json"
-        assert resp.content == retrieve.metadata(archive, *uids)
+        assert resp.content == retrieve.metadata(archive, *uids, principal=SYSTEM)
     items = orjson.loads(client.get(f"{series_path(r)}/metadata").content)
     assert [i["00080018"]["Value"][0] for i in items] == [read(f).SOPInstanceUID for f in files]
 
@@ -445,7 +449,7 @@ def test_thumbnail_is_rendered_once_then_read_from_the_cache(
     url = f"{instance_path(r)}/thumbnail"
     first = client.get(url)
     assert image(first, "jpeg").shape == (128, 128)
-    (ref,) = retrieve.find_instances(archive, r.study_uid)
+    (ref,) = retrieve.find_instances(archive, r.study_uid, principal=SYSTEM)
     assert thumbnail_rows(archive) == [(ref.id, "jpeg128")]
 
     def fail(*_a: object, **_k: object) -> bytes:
@@ -461,7 +465,7 @@ def test_series_and_study_thumbnails_cache_the_middle_instance(
 ) -> None:
     files, r = ct_series(archive, 5)
     middle = read(files[2]).SOPInstanceUID
-    ref = retrieve.find_instances(archive, r.study_uid, r.series_uid, middle)[0]
+    ref = retrieve.find_instances(archive, r.study_uid, r.series_uid, middle, principal=SYSTEM)[0]
     a = client.get(f"{series_path(r)}/thumbnail")
     b = client.get(f"/dicom-web/studies/{r.study_uid}/thumbnail")
     assert image(a, "jpeg").shape == (32, 32)  # small images are not enlarged
@@ -527,11 +531,11 @@ def test_metadata_only_as_json(client: TestClient, archive: Archive) -> None:
 
 
 @pytest.fixture
-def dicomweb(base_url: str) -> Any:
+def dicomweb(base_url: str, archive: Archive) -> Any:
     """dicomweb-client talking to a uvicorn server on a free port."""
     from dicomweb_client.api import DICOMwebClient
 
-    return DICOMwebClient(url=base_url)
+    return DICOMwebClient(url=base_url, headers=_auth.headers(archive))
 
 
 def test_dicomweb_client_retrieves_everything(dicomweb: Any, archive: Archive) -> None:

@@ -66,6 +66,68 @@ class Settings(BaseSettings):
     demo: bool = Field(False, description="Load the demo study on start if the archive is empty.")
     log_level: str = Field("INFO", description="Python log level.")
 
+    # --- accounts, sessions, audit (radcloud.auth) ---
+    admin_password: str | None = Field(
+        None,
+        description="Password of the platform admin 'admin' on first start; "
+        "generated and printed once if unset.",
+    )
+    session_idle_minutes: int = Field(30, description="A session expires after this idle time.")
+    session_max_hours: int = Field(12, description="A session expires this long after login.")
+    login_max_failures: int = Field(5, description="Failed logins before the account locks.")
+    login_lockout_minutes: int = Field(15, description="How long a locked account stays locked.")
+    break_glass_hours: int = Field(4, description="How long a break-the-glass grant lasts.")
+    audit_flush_seconds: float = Field(
+        0.5, description="Audit events are written in batches at least this often."
+    )
+    trusted_proxies: str = Field(
+        "", description="Comma-separated proxy addresses whose X-Forwarded-For is believed."
+    )
+    oidc_issuer: str | None = Field(
+        None, description="OIDC issuer URL of the hospital identity provider (enables SSO)."
+    )
+    oidc_client_id: str | None = Field(None, description="OIDC client id registered for radcloud.")
+    oidc_client_secret: str | None = Field(None, description="OIDC client secret.")
+    oidc_scopes: str = Field("openid profile email", description="Scopes asked for at SSO login.")
+    oidc_username_claim: str = Field(
+        "preferred_username", description="ID-token claim that names the radcloud user."
+    )
+    oidc_auto_create: bool = Field(
+        False, description="Create unknown SSO users (as clinician of the default institution)."
+    )
+    public_url: str | None = Field(
+        None, description="External base URL (for SSO redirects); default: from the request."
+    )
+
+    # --- encryption at rest (radcloud.store.crypto) ---
+    encrypt_at_rest: bool = Field(True, description="Encrypt blobs with AES-256-GCM.")
+    key_file: Path | None = Field(
+        None,
+        description="Key file (one 'key-id base64-key' per line, first line = active key); "
+        "default <data_dir>/keys/radcloud.keys, created on first start.",
+    )
+    encryption_keys: str | None = Field(
+        None,
+        description="Keys from the environment instead of a file: 'id:base64,id:base64' "
+        "(first = active).",
+    )
+
+    # --- TLS on HTTP and DICOM ---
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain for HTTPS.")
+    tls_key_file: Path | None = Field(None, description="PEM private key for HTTPS.")
+    dicom_tls_port: int = Field(
+        0, description="DICOM TLS port (PS3.15; 2762 is customary); 0 disables it."
+    )
+    dicom_tls_cert_file: Path | None = Field(
+        None, description="PEM certificate for DICOM TLS (default: tls_cert_file)."
+    )
+    dicom_tls_key_file: Path | None = Field(
+        None, description="PEM key for DICOM TLS (default: tls_key_file)."
+    )
+    dicom_tls_ca_file: Path | None = Field(
+        None, description="CA bundle that peers' client certificates must chain to (mutual TLS)."
+    )
+
     @property
     def resolved_database_url(self) -> str:
         """The configured database URL, or SQLite inside the data folder."""

@@ -25,6 +25,7 @@ be read (``sop_class_uid``, ``sop_uid``; '' when unknown) for such reports.
     ├── UnknownDestination      (400, 0xA801)
     ├── InvalidNode             (400, 0xC000)  a remote AE definition that cannot be used
     ├── IntegrityError          (500, 0xA700)  stored blob fails its checksum
+    ├── KeyUnavailable          (500, 0xA700)  encryption key missing, wrong or unreadable
     └── StorageFailure          (503, 0xA700)  out of resources / write failed
 """
 
@@ -127,6 +128,55 @@ class IntegrityError(RadcloudError):
     title = "Stored object failed its integrity check"
 
 
+class KeyUnavailable(RadcloudError):
+    """An encryption key needed to read or write a blob is missing, wrong or unreadable."""
+
+    http_status, dimse_status, failure_reason = 500, 0xA700, 0x0110
+    title = "Encryption key unavailable"
+
+
 class StorageFailure(RadcloudError):
     http_status, dimse_status, failure_reason = 503, 0xA700, 0xA700
     title = "Storage failure"
+
+
+class Unauthenticated(RadcloudError):
+    """No credentials, or credentials that are wrong, expired or revoked."""
+
+    http_status, dimse_status, failure_reason = 401, 0x0124, 0x0124
+    title = "Authentication required"
+
+
+class Forbidden(RadcloudError):
+    """Authenticated, but this principal may not do this (0x0124: Refused, not authorized)."""
+
+    http_status, dimse_status, failure_reason = 403, 0x0124, 0x0124
+    title = "Forbidden"
+
+
+class Conflict(RadcloudError):
+    """The request clashes with what exists (a taken user name, an approved institution…)."""
+
+    http_status, dimse_status, failure_reason = 409, 0xC000, 0xC000
+    title = "Conflict"
+
+
+class InvalidRequest(RadcloudError):
+    """A well-formed request whose values are not acceptable (a weak password, a bad role)."""
+
+    http_status, dimse_status, failure_reason = 422, 0xC000, 0xC000
+    title = "Invalid request"
+
+
+class TooManyRequests(RadcloudError):
+    """Rate limit hit (login attempts from one address)."""
+
+    http_status, dimse_status, failure_reason = 429, 0xA700, 0xA700
+    title = "Too many requests"
+
+
+class UpstreamUnavailable(RadcloudError):
+    """A service radcloud depends on (the SSO identity provider) cannot be reached or failed."""
+
+    http_status, dimse_status, failure_reason = 503, 0xA700, 0xA700
+    title = "Upstream service unavailable"

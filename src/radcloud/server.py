@@ -12,15 +12,17 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from radcloud import __version__
+from radcloud import __version__, tls
 from radcloud.archive import demo
 from radcloud.archive.service import Archive
+from radcloud.auth import accounts
 from radcloud.config import Settings
 from radcloud.dimse.scp import DimseServer
 
@@ -62,24 +64,29 @@ def bind_http(host: str, port: int) -> socket.socket:
     return sock
 
 
-def start_dimse(archive: Archive) -> DimseServer | None:
+def start_dimse(archive: Archive, ssl_context: ssl.SSLContext | None = None) -> DimseServer | None:
+    """The plain DICOM listener on ``dicom_port``, or with a TLS context the DICOM TLS
+    listener on ``dicom_tls_port``; None when that port is 0."""
     settings = archive.settings
-    if not settings.dicom_port:
+    port = settings.dicom_tls_port if ssl_context is not None else settings.dicom_port
+    if not port:
         return None
     try:
-        return DimseServer(archive).start()
+        return DimseServer(archive, port=port, ssl_context=ssl_context).start()
     except OSError as exc:
-        where = f"{settings.dicom_host}:{settings.dicom_port}"
-        raise StartupError(f"cannot listen for DICOM on {where}: {exc.strerror}") from exc
+        what = "DICOM TLS" if ssl_context is not None else "DICOM"
+        where = f"{settings.dicom_host}:{port}"
+        raise StartupError(f"cannot listen for {what} on {where}: {exc.strerror}") from exc
 
 
-def health_probe(dimse: DimseServer | None) -> Callable[[], dict[str, str]]:
+def health_probe(
+    dimse: DimseServer | None, dimse_tls: DimseServer | None = None
+) -> Callable[[], dict[str, str]]:
     """Listener states for ``/healthz`` (HTTP answers for itself)."""
 
     def probe() -> dict[str, str]:
-        if dimse is None:
-            return {}
-        return {"dicom": "up" if dimse.is_up else "down"}
+        listeners = {"dicom": dimse, "dicom_tls": dimse_tls}
+        return {k: "up" if s.is_up else "down" for k, s in listeners.items() if s is not None}
 
     return probe
 
@@ -88,12 +95,20 @@ def _url_host(host: str) -> str:
     return "localhost" if host in ("0.0.0.0", "::", "") else host
 
 
-def banner(settings: Settings, http_port: int, dimse: DimseServer | None, first_start: bool) -> str:
+def banner(
+    settings: Settings,
+    http_port: int,
+    dimse: DimseServer | None,
+    first_start: bool,
+    dimse_tls: DimseServer | None = None,
+    admin_password: str | None = None,
+) -> str:
     host = _url_host(settings.http_host)
+    scheme = "https" if tls.http_enabled(settings) else "http"
     lines = [
         f"radcloud {__version__} is running",
-        f"  HTTP        http://{host}:{http_port}/   (API docs: /api/docs)",
-        f"  DICOMweb    http://{host}:{http_port}/dicom-web",
+        f"  HTTP        {scheme}://{host}:{http_port}/   (API docs: /api/docs)",
+        f"  DICOMweb    {scheme}://{host}:{http_port}/dicom-web",
     ]
     if dimse is not None:
         lines.append(
@@ -101,6 +116,12 @@ def banner(settings: Settings, http_port: int, dimse: DimseServer | None, first_
         )
     else:
         lines.append("  DICOM       listener disabled (dicom_port = 0)")
+    if dimse_tls is not None:
+        mutual = ", client certificate required" if settings.dicom_tls_ca_file else ""
+        lines.append(
+            f"  DICOM TLS   AE title {dimse_tls.ae_title} on "
+            f"{_url_host(dimse_tls.host)}:{dimse_tls.port}   (TLS 1.2+{mutual})"
+        )
     lines.append(f"  Data        {settings.data_dir.resolve()}")
     if first_start and settings.demo:
         lines.append("First start: a new archive was created; the demo chest CT is loading.")
@@ -109,6 +130,14 @@ def banner(settings: Settings, http_port: int, dimse: DimseServer | None, first_
             "First start: a new, empty archive was created. Send images by C-STORE or "
             "`radcloud import PATH`, or load a demo chest CT with `radcloud demo`."
         )
+    if admin_password:
+        lines += [
+            "",
+            "  Sign in as 'admin' with the password below. It is shown only this once: keep",
+            "  it or set RADCLOUD_ADMIN_PASSWORD before the first start next time.",
+            f"      {admin_password}",
+            "",
+        ]
     lines.append("Stop with Ctrl+C (or SIGTERM).")
     return "\n".join(lines)
 
@@ -156,6 +185,10 @@ def run(settings: Settings) -> None:
     from radcloud.web.app import create_app
 
     setup_logging(settings.log_level)
+    try:  # bad certificate settings fail before anything is opened or bound
+        http_ssl, dicom_ssl = tls.http_context(settings), tls.dicom_context(settings)
+    except tls.TLSConfigError as exc:
+        raise StartupError(str(exc)) from exc
     data_dir = settings.data_dir
     first_start = not data_dir.exists() or not any(data_dir.iterdir())
     try:
@@ -163,21 +196,28 @@ def run(settings: Settings) -> None:
     except OSError as exc:
         raise StartupError(f"cannot use data folder {data_dir}: {exc.strerror}") from exc
     dimse: DimseServer | None = None
+    dimse_tls: DimseServer | None = None
     stop_demo = threading.Event()
     demo: threading.Thread | None = None
     try:
         cleaned = archive.reconcile()
         if any(cleaned.values()):
             log.warning("start-up clean-up after an unclean stop: %s", cleaned)
+        admin_password = accounts.ensure_admin(archive)
         http_sock = bind_http(settings.http_host, settings.http_port)
         dimse = start_dimse(archive)
-        app = create_app(archive, health=health_probe(dimse))
+        if dicom_ssl is not None:
+            dimse_tls = start_dimse(archive, dicom_ssl)
+        app = create_app(archive, health=health_probe(dimse, dimse_tls))
         config: Any = uvicorn.Config(
             app, log_config=None, access_log=False, lifespan="on",
             log_level=settings.log_level.lower(), timeout_graceful_shutdown=SHUTDOWN_GRACE,
+            ssl_context_factory=None if http_ssl is None else (lambda _c, _d: http_ssl),
         )  # fmt: skip
         server = uvicorn.Server(config)
-        print(banner(settings, http_sock.getsockname()[1], dimse, first_start), flush=True)
+        http_port = http_sock.getsockname()[1]
+        text = banner(settings, http_port, dimse, first_start, dimse_tls, admin_password)
+        print(text, flush=True)
         if settings.demo:
             demo = _demo_in_background(archive, stop_demo)
         with _note_signals():
@@ -187,6 +227,8 @@ def run(settings: Settings) -> None:
         stop_demo.set()
         if dimse is not None:
             dimse.stop(grace=SHUTDOWN_GRACE)
+        if dimse_tls is not None:
+            dimse_tls.stop(grace=SHUTDOWN_GRACE)
         if demo is not None:
             demo.join(30)
         archive.close()

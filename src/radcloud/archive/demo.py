@@ -8,6 +8,7 @@ from collections.abc import Callable
 from radcloud.archive import ingest
 from radcloud.archive.query import Level, Query, search
 from radcloud.archive.service import Archive
+from radcloud.auth.access import SYSTEM
 
 #: Slices of the demo chest CT (512×512, ~60 MB).
 DEMO_SLICES = 120
@@ -15,11 +16,12 @@ DEMO_PATIENT_ID = "DEMO0001"
 
 
 def is_empty(archive: Archive) -> bool:
-    return not search(archive, Query(Level.STUDY, limit=1)).items
+    return not search(archive, Query(Level.STUDY, limit=1), principal=SYSTEM).items
 
 
 def has_demo(archive: Archive) -> bool:
-    return bool(search(archive, Query(Level.STUDY, {"PatientID": DEMO_PATIENT_ID}, limit=1)).items)
+    q = Query(Level.STUDY, {"PatientID": DEMO_PATIENT_ID}, limit=1)
+    return bool(search(archive, q, principal=SYSTEM).items)
 
 
 def load_demo(

@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 from radcloud.archive import ingest, query
 from radcloud.archive.query import Level, Query
 from radcloud.archive.service import Archive
+from radcloud.auth.access import Principal
 from radcloud.dicom import wrap
 from radcloud.dicom.parse import looks_like_dicom
 from radcloud.dicom.uids import is_valid_uid, new_uid
@@ -49,17 +50,18 @@ class Context:
     source: str
     study_uid: str | None
     study_attrs: dict[str, Any] | None
+    principal: Principal  # owner of new studies; must see the study files are added to
     series: dict[str, str] = field(default_factory=dict)  # wrapped kind → its new series
     numbers: dict[str, int] = field(default_factory=dict)  # wrapped kind → last InstanceNumber
     lock: threading.Lock = field(default_factory=threading.Lock)  # files may import in parallel
 
 
-def study_attributes(archive: Archive, study_uid: str) -> dict[str, Any]:
-    """The DICOM JSON patient/study attributes of a stored study (NotFound if absent)."""
+def study_attributes(archive: Archive, study_uid: str, principal: Principal) -> dict[str, Any]:
+    """The DICOM JSON patient/study attributes of a stored study ``principal`` may see."""
     if not is_valid_uid(study_uid):
         raise BadQuery(f"study {study_uid!r} is not a valid Study Instance UID")
     q = Query(Level.STUDY, {"StudyInstanceUID": study_uid}, include_all=True)
-    items = query.search(archive, q).items
+    items = query.search(archive, q, principal=principal).items
     if not items:
         raise NotFound(f"study {study_uid} is not in the archive")
     return items[0]
@@ -124,7 +126,7 @@ def _skipped(name: str, kind: str) -> FileResult:
 
 def _store_dicom(ctx: Context, path: Path, name: str) -> FileResult:
     try:
-        r = ingest.store(ctx.archive, path, source=ctx.source)
+        r = ingest.store(ctx.archive, path, source=ctx.source, principal=ctx.principal)
     except RadcloudError as exc:
         return _failed(name, exc)
     return _stored(name, r)
@@ -162,8 +164,9 @@ def _store_wrapped(ctx: Context, path: Path, name: str, kind: str) -> FileResult
     try:
         ds = _wrap(ctx, path.read_bytes(), name, kind)
         r = ingest.store_dataset(
-            ctx.archive, ds, source=ctx.source, expected_study_uid=ctx.study_uid
-        )
+            ctx.archive, ds, source=ctx.source, expected_study_uid=ctx.study_uid,
+            principal=ctx.principal,
+        )  # fmt: skip
     except RadcloudError as exc:
         return _failed(name, exc)
     return _stored(name, r)

@@ -25,6 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from radcloud.archive import compression
 from radcloud.archive.service import Archive
+from radcloud.auth.access import SYSTEM, Principal, study_filter
 from radcloud.config import DuplicatePolicy
 from radcloud.dicom.names import name_key
 from radcloud.dicom.parse import (
@@ -34,7 +35,7 @@ from radcloud.dicom.parse import (
     ParsedInstance,
     parse_file,
 )
-from radcloud.errors import StudyMismatch
+from radcloud.errors import Forbidden, StudyMismatch
 from radcloud.store.blobs import FileStorage, new_key
 from radcloud.store.digests import file_digests
 from radcloud.store.models import Instance, Patient, Series, Study
@@ -66,28 +67,28 @@ def spool(archive: Archive) -> tuple[BinaryIO, Path]:
     return os.fdopen(fd, "w+b"), Path(name)
 
 
-def store_bytes(archive: Archive, data: bytes, **kw: str | None) -> StoreResult:
+def store_bytes(archive: Archive, data: bytes, **kw: Any) -> StoreResult:
     """Store an object held in memory (small objects, tests, wrapped files)."""
     fh, path = spool(archive)
     with fh:
         fh.write(data)
-    return store(archive, path, **kw)  # type: ignore[arg-type]
+    return store(archive, path, **kw)
 
 
-def store_dataset(archive: Archive, ds: Dataset, **kw: str | None) -> StoreResult:
+def store_dataset(archive: Archive, ds: Dataset, **kw: Any) -> StoreResult:
     """Store a data set built in memory (the demo phantom, wrapped photos and PDFs)."""
     fh, path = spool(archive)
     with fh:
         ds.save_as(fh, enforce_file_format=True)
-    return store(archive, path, **kw)  # type: ignore[arg-type]
+    return store(archive, path, **kw)
 
 
-def store_copy(archive: Archive, src: Path, **kw: str | None) -> StoreResult:
+def store_copy(archive: Archive, src: Path, **kw: Any) -> StoreResult:
     """Store a copy of a file the caller keeps (CLI import)."""
     fh, path = spool(archive)
     with fh, open(src, "rb") as inp:
         shutil.copyfileobj(inp, fh, 1024 * 1024)
-    return store(archive, path, **kw)  # type: ignore[arg-type]
+    return store(archive, path, **kw)
 
 
 def store(
@@ -96,11 +97,13 @@ def store(
     *,
     source: str = "",
     expected_study_uid: str | None = None,
+    principal: Principal = SYSTEM,
 ) -> StoreResult:
     """Validate, keep and index the spooled object at ``path`` (consumed either way).
 
-    Raises a :mod:`radcloud.errors` error and leaves nothing behind when the
-    object is refused.
+    A new study belongs to ``principal``'s institution; adding to an existing
+    study needs ``principal`` to see it.  Raises a :mod:`radcloud.errors` error
+    and leaves nothing behind when the object is refused.
     """
     keys: list[str] = []
     committed = False
@@ -124,7 +127,9 @@ def store(
             archive.storage.put_bytes(keys[1], blob["_envelope"])
             blob["envelope_key"] = keys[1]
         blob.pop("_envelope", None)
-        result, stale = archive.retrying(lambda: _index(archive, parsed, blob, sha, source))
+        result, stale = archive.retrying(
+            lambda: _index(archive, parsed, blob, sha, source, principal)
+        )
         committed = True
         if result.status == "duplicate":
             for k in keys:
@@ -189,6 +194,9 @@ def _statements(dialect: str) -> dict[str, Any]:
     return {
         "series": select(Series.id).where(Series.series_uid == bindparam("uid")),
         "study": select(Study.id).where(Study.study_uid == bindparam("uid")),
+        "study_owner": select(Study.institution_fk, Study.restricted_team_fk).where(
+            Study.study_uid == bindparam("uid")
+        ),
         "patient": select(Patient.id).where(
             Patient.patient_id == bindparam("pid"), Patient.issuer == bindparam("issuer")
         ),
@@ -219,10 +227,16 @@ _AS_RECEIVED = {
 
 
 def _index(
-    archive: Archive, p: ParsedInstance, blob: dict[str, Any], sha: str, source: str
+    archive: Archive,
+    p: ParsedInstance,
+    blob: dict[str, Any],
+    sha: str,
+    source: str,
+    principal: Principal,
 ) -> tuple[StoreResult, list[str]]:
     with archive.write() as conn:
-        series_fk = _series_fk(archive, conn, p)
+        _check_owner(archive, conn, p, principal)
+        series_fk = _series_fk(archive, conn, p, principal.institution_id)
         row = dict(
             sop_uid=p.sop_uid,
             series_fk=series_fk,
@@ -278,13 +292,34 @@ def _get_or_create(
     return int(conn.scalar(sql[kind], key))  # another writer inserted it first
 
 
-def _series_fk(archive: Archive, conn: Connection, p: ParsedInstance) -> int:
+def _check_owner(
+    archive: Archive, conn: Connection, p: ParsedInstance, principal: Principal
+) -> None:
+    """Adding to an existing study needs the writer to see it; a new study is theirs."""
+    if principal.unrestricted:
+        return
+    row = conn.execute(_statements(archive.dialect)["study_owner"], {"uid": p.study_uid}).first()
+    if row is None or (row[0] in principal.institution_ids and row[1] is None):
+        return
+    visible = conn.scalar(
+        select(Study.id).where(Study.study_uid == p.study_uid, study_filter(principal))
+    )
+    if visible is None:
+        raise Forbidden(
+            f"{principal.describe()} may not add images to study {p.study_uid}: it belongs "
+            "to another institution or care team",
+            sop_class_uid=p.sop_class_uid,
+            sop_uid=p.sop_uid,
+        )
+
+
+def _series_fk(archive: Archive, conn: Connection, p: ParsedInstance, owner: int) -> int:
     sql = _statements(archive.dialect)
 
     def values() -> dict[str, Any]:
         return dict(
             series_uid=p.series_uid,
-            study_fk=_study_fk(archive, conn, p),
+            study_fk=_study_fk(archive, conn, p, owner),
             modality=p.text("Modality")[:16],
             series_number=p.integer("SeriesNumber"),
             series_description=p.text("SeriesDescription")[:64],
@@ -299,12 +334,13 @@ def _series_fk(archive: Archive, conn: Connection, p: ParsedInstance) -> int:
     return _get_or_create(conn, sql, "series", {"uid": p.series_uid}, values)
 
 
-def _study_fk(archive: Archive, conn: Connection, p: ParsedInstance) -> int:
+def _study_fk(archive: Archive, conn: Connection, p: ParsedInstance, owner: int) -> int:
     sql = _statements(archive.dialect)
 
     def values() -> dict[str, Any]:
         return dict(
             study_uid=p.study_uid,
+            institution_fk=owner,
             patient_fk=_patient_fk(archive, conn, p),
             study_date=p.text("StudyDate")[:8],
             study_time=p.text("StudyTime")[:16],

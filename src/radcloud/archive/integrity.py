@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 
 from radcloud.archive.service import Archive
-from radcloud.errors import NotFound
+from radcloud.errors import IntegrityError, NotFound
 from radcloud.store.models import Instance, Patient, Series, Study, Thumbnail
 
 
@@ -87,6 +87,10 @@ def _check_blob(
         actual = _sha256(archive, key)
     except (NotFound, FileNotFoundError):
         report.problems.append(Problem("missing", key, sop_uid, "blob is missing from storage"))
+        return
+    except IntegrityError as exc:  # an encrypted blob that fails authentication
+        report.blobs_checked += 1
+        report.problems.append(Problem("corrupt", key, sop_uid, exc.detail))
         return
     report.blobs_checked += 1
     if actual != sha:

@@ -1,19 +1,24 @@
-"""Remote DICOM nodes: the peers C-MOVE may send to (the ``remote_aes`` table).
+"""Known DICOM nodes (the ``remote_aes`` table): who may call us, where C-MOVE may send.
 
-One service for every interface (CLI ``radcloud ae``, the C-MOVE SCP, later the
-admin UI).  AE titles are compared without their insignificant trailing
-spaces (PS3.5 §6.2, AE value representation).
+Each node belongs to an institution: what it stores becomes that institution's,
+and its queries and retrieves see that institution's studies.  A node with an
+address is also a C-MOVE destination.  One service for every interface (CLI
+``radcloud ae``, the admin API, the DIMSE SCP).  AE titles are compared without
+their insignificant trailing spaces (PS3.5 §6.2, AE value representation).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 
 from radcloud.archive.service import Archive
+from radcloud.auth.access import DEFAULT_INSTITUTION
 from radcloud.errors import InvalidNode, NotFound, UnknownDestination
-from radcloud.store.models import RemoteAE
+from radcloud.store.models import Institution, RemoteAE
 
 
 @dataclass(frozen=True)
@@ -21,9 +26,25 @@ class RemoteNode:
     """A configured DICOM peer."""
 
     ae_title: str
-    host: str
-    port: int
+    host: str | None
+    port: int | None
     description: str = ""
+    institution_id: int = DEFAULT_INSTITUTION
+    allow_store: bool = True
+    allow_query: bool = True
+
+
+_COLUMNS = (
+    RemoteAE.ae_title, RemoteAE.host, RemoteAE.port, RemoteAE.description,
+    RemoteAE.institution_fk, RemoteAE.allow_store, RemoteAE.allow_query,
+)  # fmt: skip
+
+
+def _node(r: Any) -> RemoteNode:
+    return RemoteNode(
+        r.ae_title, r.host, None if r.port is None else int(r.port), r.description or "",
+        r.institution_fk, bool(r.allow_store), bool(r.allow_query),
+    )  # fmt: skip
 
 
 def _check_title(ae_title: str) -> str:
@@ -45,12 +66,30 @@ def _check_address(host: str, port: int) -> str:
 
 
 def add_remote_ae(
-    archive: Archive, ae_title: str, host: str, port: int, description: str = ""
+    archive: Archive,
+    ae_title: str,
+    host: str | None = None,
+    port: int | None = None,
+    description: str = "",
+    *,
+    institution_id: int = DEFAULT_INSTITUTION,
+    allow_store: bool = True,
+    allow_query: bool = True,
 ) -> tuple[RemoteNode, bool]:
-    """Add the node, or update the address of an existing one; returns (node, created)."""
+    """Add the node, or update an existing one; returns (node, created).
+
+    Without ``host`` and ``port`` the node may call us but is no C-MOVE destination.
+    """
     title = _check_title(ae_title)
-    host = _check_address(host, port)
-    values = dict(host=host, port=int(port), description=description[:255])
+    if (host is None) != (port is None):
+        raise InvalidNode("give both a host and a port, or neither")
+    if host is not None and port is not None:
+        host = _check_address(host, port)
+        port = int(port)
+    values = dict(
+        host=host, port=port, description=description[:255], institution_fk=institution_id,
+        allow_store=allow_store, allow_query=allow_query,
+    )  # fmt: skip
 
     def _write() -> bool:
         with archive.write() as conn:
@@ -58,30 +97,50 @@ def add_remote_ae(
                 update(RemoteAE).where(RemoteAE.ae_title == title).values(**values)
             ).rowcount
             if not done:
+                if (
+                    conn.scalar(select(Institution.id).where(Institution.id == institution_id))
+                    is None
+                ):
+                    raise NotFound(f"no institution {institution_id}")
                 conn.execute(insert(RemoteAE).values(ae_title=title, **values))
             return not done
 
     created = bool(archive.retrying(_write))
-    return RemoteNode(title, host, int(port), description[:255]), created
+    return get_node(archive, title), created
 
 
-def list_remote_aes(archive: Archive) -> list[RemoteNode]:
-    """Every configured node, by AE title."""
-    stmt = select(RemoteAE.ae_title, RemoteAE.host, RemoteAE.port, RemoteAE.description)
+def list_remote_aes(
+    archive: Archive, institution_ids: Iterable[int] | None = None
+) -> list[RemoteNode]:
+    """Configured nodes by AE title (of ``institution_ids`` only, when given)."""
+    stmt = select(*_COLUMNS).order_by(RemoteAE.ae_title)
+    if institution_ids is not None:
+        stmt = stmt.where(RemoteAE.institution_fk.in_(sorted(institution_ids)))
     with archive.read() as conn:
-        rows = conn.execute(stmt.order_by(RemoteAE.ae_title)).all()
-    return [RemoteNode(r.ae_title, r.host, int(r.port), r.description or "") for r in rows]
+        return [_node(r) for r in conn.execute(stmt)]
+
+
+def get_node(archive: Archive, ae_title: str) -> RemoteNode:
+    """The node called ``ae_title``; :class:`NotFound` when there is none."""
+    title = ae_title.strip()
+    with archive.read() as conn:
+        row = conn.execute(select(*_COLUMNS).where(RemoteAE.ae_title == title)).first()
+    if row is None:
+        raise NotFound(f"no DICOM node with AE title {title!r}")
+    return _node(row)
 
 
 def get_remote_ae(archive: Archive, ae_title: str) -> RemoteNode:
-    """The node called ``ae_title``; :class:`UnknownDestination` when none is configured."""
-    title = ae_title.strip()
-    stmt = select(RemoteAE.ae_title, RemoteAE.host, RemoteAE.port, RemoteAE.description)
-    with archive.read() as conn:
-        row = conn.execute(stmt.where(RemoteAE.ae_title == title)).first()
-    if row is None:
-        raise UnknownDestination(f"AE title {title!r} is not a configured DICOM node")
-    return RemoteNode(row.ae_title, row.host, int(row.port), row.description or "")
+    """The C-MOVE destination ``ae_title``; :class:`UnknownDestination` when it has no address."""
+    try:
+        node = get_node(archive, ae_title)
+    except NotFound:
+        node = None
+    if node is None or node.host is None or node.port is None:
+        raise UnknownDestination(
+            f"AE title {ae_title.strip()!r} is not a configured DICOM node with an address"
+        )
+    return node
 
 
 def remove_remote_ae(archive: Archive, ae_title: str) -> None:

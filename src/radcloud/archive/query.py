@@ -19,6 +19,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 
 from radcloud.archive.service import Archive
+from radcloud.auth.access import Principal, study_filter
 from radcloud.dicom.names import query_tokens
 from radcloud.errors import BadQuery
 from radcloud.store.models import Instance, Patient, Series, Study
@@ -146,9 +147,14 @@ def keyword_of(key: str) -> str:
     return keyword_for_tag(int(k, 16)) or k
 
 
-def search(archive: Archive, q: Query, base_url: str = "") -> SearchResult:
-    """Run ``q`` against the index; items are DICOM JSON datasets."""
+def search(archive: Archive, q: Query, base_url: str = "", *, principal: Principal) -> SearchResult:
+    """Run ``q`` against the studies ``principal`` may see; items are DICOM JSON datasets."""
     conds, ignored = _conditions(q)
+    visible = study_filter(principal)
+    if q.level is Level.PATIENT:
+        conds.append(Patient.id.in_(select(Study.patient_fk).where(visible)))
+    else:
+        conds.append(visible)
     stmt = _base(q.level, conds)
     with archive.read() as conn:
         total_stmt = select(func.count()).select_from(stmt.subquery())
@@ -156,7 +162,7 @@ def search(archive: Archive, q: Query, base_url: str = "") -> SearchResult:
         remaining = 0
         if q.limit is not None and len(rows) == q.limit:
             remaining = max(0, int(conn.scalar(total_stmt) or 0) - q.offset - len(rows))
-        items = _build(conn, q, rows, base_url)
+        items = _build(conn, q, rows, base_url, visible)
     return SearchResult(items, remaining, ignored)
 
 
@@ -334,12 +340,15 @@ def _pick(attrs: dict[str, Any], wanted: set[str] | None) -> dict[str, Any]:
     return {k: v for k, v in attrs.items() if k in wanted}
 
 
-def _build(conn: Any, q: Query, rows: Any, base_url: str) -> list[dict[str, Any]]:
+def _build(
+    conn: Any, q: Query, rows: Any, base_url: str, visible: ColumnElement[bool]
+) -> list[dict[str, Any]]:
     ids = [r[0] for r in rows]
     if not ids:
         return []
+    if q.level is Level.PATIENT:
+        return _build_patients(conn, q, ids, visible)
     builder = {
-        Level.PATIENT: _build_patients,
         Level.STUDY: _build_studies,
         Level.SERIES: _build_series,
         Level.IMAGE: _build_instances,
@@ -494,20 +503,20 @@ def _build_instances(conn: Any, q: Query, ids: list[int], base_url: str) -> list
     return out
 
 
-def _build_patients(conn: Any, q: Query, ids: list[int], base_url: str) -> list[dict[str, Any]]:
+def _build_patients(
+    conn: Any, q: Query, ids: list[int], visible: ColumnElement[bool]
+) -> list[dict[str, Any]]:
+    """Patient-level items from the studies the caller may see (counts included)."""
     wanted = _wanted(q, _PATIENT_RETURN)
     out = []
     for pid in ids:
+        mine = and_(Study.patient_fk == pid, visible)
         patient_id = conn.scalar(select(Patient.patient_id).where(Patient.id == pid))
-        first = conn.scalar(select(Study.attrs_json).where(Study.patient_fk == pid).limit(1))
+        first = conn.scalar(select(Study.attrs_json).where(mine).order_by(Study.id).limit(1))
         attrs = {k: v for k, v in orjson.loads(first or "{}").items()}
-        nstudies = conn.scalar(select(func.count(Study.id)).where(Study.patient_fk == pid))
-        nseries = conn.scalar(
-            select(func.count(Series.id)).join(Study).where(Study.patient_fk == pid)
-        )
-        ninst = conn.scalar(
-            select(func.count(Instance.id)).join(Series).join(Study).where(Study.patient_fk == pid)
-        )
+        nstudies = conn.scalar(select(func.count(Study.id)).where(mine))
+        nseries = conn.scalar(select(func.count(Series.id)).join(Study).where(mine))
+        ninst = conn.scalar(select(func.count(Instance.id)).join(Series).join(Study).where(mine))
         attrs["00201200"] = _el("IS", nstudies)
         attrs["00201202"] = _el("IS", nseries)
         attrs["00201204"] = _el("IS", ninst)

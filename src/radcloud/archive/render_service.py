@@ -32,6 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from radcloud.archive import retrieve
 from radcloud.archive.retrieve import InstanceRef
 from radcloud.archive.service import Archive
+from radcloud.auth.access import Principal
 from radcloud.dicom import codecs
 from radcloud.dicom.pixel_info import PixelInfo
 from radcloud.errors import BadQuery, NotFound
@@ -319,9 +320,11 @@ def thumbnail(archive: Archive, ref: InstanceRef, size: int = 128) -> bytes:
     return data
 
 
-def representative(archive: Archive, study_uid: str, series_uid: str | None = None) -> InstanceRef:
+def representative(
+    archive: Archive, study_uid: str, series_uid: str | None = None, *, principal: Principal
+) -> InstanceRef:
     """The middle image of the first series that has images (for study/series thumbnails)."""
-    refs = retrieve.find_instances(archive, study_uid, series_uid)
+    refs = retrieve.find_instances(archive, study_uid, series_uid, principal=principal)
     with archive.read() as conn:
         with_pixels = set(
             conn.scalars(

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from radcloud.archive import query
 from radcloud.archive.query import UNIQUE_KEY, Level, Query
 from radcloud.archive.service import Archive
+from radcloud.auth.access import Principal, study_filter
 from radcloud.dicom.pixel_info import PixelInfo
 from radcloud.errors import IntegrityError, MissingAttribute, NotFound
 from radcloud.store.digests import frame_digest
@@ -62,8 +63,13 @@ def find_instances(
     study_uid: str,
     series_uid: str | None = None,
     sop_uid: str | None = None,
+    *,
+    principal: Principal,
 ) -> list[InstanceRef]:
-    """Instances of a study / series / one instance in viewing order; NotFound if none."""
+    """Instances of a study / series / one instance in viewing order; NotFound if none.
+
+    A study ``principal`` may not see is "not found" like one that does not exist.
+    """
     stmt = (
         select(
             Instance.id, Instance.sop_uid, Instance.sop_class_uid, Series.series_uid,
@@ -74,7 +80,7 @@ def find_instances(
         )
         .join(Series, Instance.series_fk == Series.id)
         .join(Study, Series.study_fk == Study.id)
-        .where(Study.study_uid == study_uid)
+        .where(Study.study_uid == study_uid, study_filter(principal))
         .order_by(Series.series_number, Series.id, Instance.instance_number, Instance.id)
     )  # fmt: skip
     if series_uid:
@@ -92,7 +98,9 @@ def find_instances(
     return refs
 
 
-def find_for_retrieve(archive: Archive, level: Level, filters: dict[str, str]) -> list[InstanceRef]:
+def find_for_retrieve(
+    archive: Archive, level: Level, filters: dict[str, str], *, principal: Principal
+) -> list[InstanceRef]:
     """The instances a C-MOVE/C-GET identifier names (unique keys, ``\\`` lists), in order."""
     unique = UNIQUE_KEY[level]
 
@@ -102,17 +110,24 @@ def find_for_retrieve(archive: Archive, level: Level, filters: dict[str, str]) -
     if not values(unique):
         raise MissingAttribute(f"a {level.value}-level retrieve needs {unique} in the identifier")
     if level is Level.PATIENT:
-        found = query.search(archive, Query(Level.STUDY, {"PatientID": filters[unique]}))
-        return _instances_of(archive, [(_uid(i, "0020000D"), None) for i in found.items])
+        found = query.search(
+            archive, Query(Level.STUDY, {"PatientID": filters[unique]}), principal=principal
+        )
+        studies = [(_uid(i, "0020000D"), None) for i in found.items]
+        return _instances_of(archive, studies, principal)
     if level is Level.STUDY:
-        return _instances_of(archive, [(uid, None) for uid in values(unique)])
+        return _instances_of(archive, [(uid, None) for uid in values(unique)], principal)
     keys = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
     scope = {k: filters[k] for k in keys if values(k)}
     found = query.search(
-        archive, Query(Level.SERIES if level is Level.SERIES else Level.IMAGE, scope)
+        archive,
+        Query(Level.SERIES if level is Level.SERIES else Level.IMAGE, scope),
+        principal=principal,
     )
-    pairs = list(dict.fromkeys((_uid(i, "0020000D"), _uid(i, "0020000E")) for i in found.items))
-    refs = _instances_of(archive, pairs)
+    pairs: list[tuple[str, str | None]] = list(
+        dict.fromkeys((_uid(i, "0020000D"), _uid(i, "0020000E")) for i in found.items)
+    )
+    refs = _instances_of(archive, pairs, principal)
     if level is Level.IMAGE:
         wanted = set(values(unique))
         refs = [r for r in refs if r.sop_uid in wanted]
@@ -123,11 +138,13 @@ def _uid(item: dict[str, Any], key: str) -> str:
     return str(item[key]["Value"][0])
 
 
-def _instances_of(archive: Archive, scopes: Sequence[tuple[str, str | None]]) -> list[InstanceRef]:
+def _instances_of(
+    archive: Archive, scopes: Sequence[tuple[str, str | None]], principal: Principal
+) -> list[InstanceRef]:
     refs: list[InstanceRef] = []
     for study_uid, series_uid in scopes:
         try:
-            refs.extend(find_instances(archive, study_uid, series_uid))
+            refs.extend(find_instances(archive, study_uid, series_uid, principal=principal))
         except NotFound:
             continue
     return refs
@@ -135,8 +152,11 @@ def _instances_of(archive: Archive, scopes: Sequence[tuple[str, str | None]]) ->
 
 def read_verified(archive: Archive, ref: InstanceRef) -> bytes:
     """The stored file's bytes, exactly as received; IntegrityError if they changed."""
-    with archive.storage.open(ref.blob_key) as fh:
-        data = fh.read()
+    try:
+        with archive.storage.open(ref.blob_key) as fh:
+            data = fh.read()
+    except IntegrityError as exc:  # an encrypted blob failing authentication: name the instance
+        raise IntegrityError(f"instance {ref.sop_uid}: {exc.detail}", sop_uid=ref.sop_uid) from exc
     if archive.settings.verify_on_read and hashlib.sha256(data).hexdigest() != ref.sha256:
         raise IntegrityError(
             f"instance {ref.sop_uid}: stored file does not match its SHA-256 (blob {ref.blob_key})"
@@ -166,14 +186,19 @@ def read_original(archive: Archive, ref: InstanceRef) -> bytes:
 
 
 def metadata(
-    archive: Archive, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    archive: Archive,
+    study_uid: str,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+    *,
+    principal: Principal,
 ) -> bytes:
     """WADO-RS metadata: a JSON array of the instances' stored DICOM JSON, joined as text."""
     stmt = (
         select(Instance.metadata_json)
         .join(Series, Instance.series_fk == Series.id)
         .join(Study, Series.study_fk == Study.id)
-        .where(Study.study_uid == study_uid)
+        .where(Study.study_uid == study_uid, study_filter(principal))
         .order_by(Series.series_number, Series.id, Instance.instance_number, Instance.id)
     )
     if series_uid:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from radcloud.config import Settings
 from radcloud.store import db
 from radcloud.store.blobs import BlobStorage, FileStorage
+from radcloud.store.crypto import Keyring
 from radcloud.store.models import Instance, Thumbnail
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,10 @@ class Archive:
         self.engine = engine
         self.storage = storage
         self._write_lock = threading.Lock() if db.is_sqlite(engine) else None
+        #: Called (last registered first) by close(): e.g. the audit writer's final flush.
+        self.on_close: list[Any] = []
+        #: Per-archive caches of the services (only caches: every node rebuilds its own).
+        self.caches: dict[str, Any] = {}
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> Archive:
@@ -43,11 +48,18 @@ class Archive:
             _immediate_transactions(engine)
         if migrate:
             db.upgrade(engine)
-        storage = FileStorage(settings.blob_dir, settings.tmp_dir)
+        # keys are loaded even with encryption off, so blobs encrypted earlier still read
+        keyring = Keyring.from_settings(settings, create=settings.encrypt_at_rest)
+        storage = FileStorage(
+            settings.blob_dir, settings.tmp_dir, keyring=keyring, encrypt=settings.encrypt_at_rest
+        )
         archive = cls(settings, engine, storage)
         return archive
 
     def close(self) -> None:
+        for fn in reversed(self.on_close):
+            fn()
+        self.on_close.clear()
         self.engine.dispose()
 
     @property

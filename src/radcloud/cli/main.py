@@ -10,24 +10,33 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from radcloud.archive import compression, demo, importer, integrity, nodes, retrieve
-from radcloud.archive.service import Archive
-from radcloud.config import Settings, load_settings
+from radcloud.auth import accounts, audit
+from radcloud.auth.access import DEFAULT_INSTITUTION
+from radcloud.cli import admin
+from radcloud.cli.common import (
+    _archive,
+    _fail,
+    _progress,
+    _reason,
+    _settings,
+    err,
+    operator,
+    out,
+)  # fmt: skip
+from radcloud.cli.keys import app as keys_app
+from radcloud.cli.keys import decrypt_cmd, export_keyring
 from radcloud.errors import RadcloudError
+from radcloud.store.crypto import seal_bytes
 
 app = typer.Typer(
     name="radcloud",
@@ -36,12 +45,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-ae_app = typer.Typer(help="DICOM nodes this archive may send to (C-MOVE destinations).",
+ae_app = typer.Typer(help="DICOM nodes allowed to call us; with an address, C-MOVE destinations.",
                      no_args_is_help=True)  # fmt: skip
 app.add_typer(ae_app, name="ae")
+admin.register(app)
+app.add_typer(keys_app, name="keys")
+app.command("decrypt")(decrypt_cmd)
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 #: How many failure reasons ``import`` prints.
 SHOW_REASONS = 10
 
@@ -50,56 +60,6 @@ def main() -> None:
     """Console-script entry point."""
     warnings.filterwarnings("ignore", module="pydicom")  # lenient reading is logged, not shouted
     app()
-
-
-# ------------------------------------------------------------------ plumbing
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(1)
-
-
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise _fail(f"invalid setting: {problems}") from None
-    except OSError as exc:
-        raise _fail(f"cannot read the configuration file: {exc}") from None
-
-
-@contextmanager
-def _archive(settings: Settings | None = None) -> Iterator[Archive]:
-    """The configured archive; expected failures become one readable line and exit 1."""
-    settings = settings or _settings()
-    try:
-        archive = Archive.open(settings)
-    except SQLAlchemyError as exc:
-        raise _fail(f"cannot open the index database: {_reason(exc)}") from None
-    except OSError as exc:
-        raise _fail(f"cannot use data folder {settings.data_dir}: {exc.strerror}") from None
-    try:
-        yield archive
-    except RadcloudError as exc:
-        raise _fail(exc.detail) from None
-    except SQLAlchemyError as exc:
-        raise _fail(f"index database error: {_reason(exc)}") from None
-    finally:
-        archive.close()
-
-
-def _reason(exc: SQLAlchemyError) -> str:
-    orig = getattr(exc, "orig", None)
-    return str(orig or exc).strip().splitlines()[0]
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, transient=False,
-    )  # fmt: skip
 
 
 # ------------------------------------------------------------------ serve / demo
@@ -126,6 +86,8 @@ def serve(
         server.run(settings)
     except server.StartupError as exc:
         raise _fail(str(exc)) from None
+    except RadcloudError as exc:  # e.g. an unusable encryption key file
+        raise _fail(exc.detail) from None
     except SQLAlchemyError as exc:
         raise _fail(f"cannot open the index database: {_reason(exc)}") from None
 
@@ -177,12 +139,16 @@ def import_cmd(
         typer.Option(help="Study Instance UID that JPEG/PNG photos and PDFs are attached to."),
     ] = None,
     jobs: Annotated[int, typer.Option(help="Files imported in parallel.")] = 4,
+    institution: Annotated[
+        str | None, typer.Option(help="Institution (id or code) that owns new studies.")
+    ] = None,
 ) -> None:
     """Import files, folders (recursively) and zip files; photos/PDFs into --study."""
     tally = _Tally()
     with _archive() as archive:
-        attrs = importer.study_attributes(archive, study.strip()) if study else None
-        ctx = importer.Context(archive, "import", study.strip() if study else None, attrs)
+        who = operator(archive, institution)
+        attrs = importer.study_attributes(archive, study.strip(), who) if study else None
+        ctx = importer.Context(archive, "import", study.strip() if study else None, attrs, who)
         items = _collect(paths)
         with _progress() as bar, ThreadPoolExecutor(max(1, jobs)) as pool:
             task = bar.add_task("importing", total=len(items))
@@ -231,19 +197,33 @@ def export(
     out_dir: Annotated[Path, typer.Argument(file_okay=False, help="Folder to write into.")],
     study: Annotated[str, typer.Option(help="Study Instance UID.")],
     series: Annotated[str | None, typer.Option(help="Only this Series Instance UID.")] = None,
+    encrypt: Annotated[
+        bool,
+        typer.Option(
+            help="Encrypt the files (<uid>.dcm.enc) with the active key; "
+            "'radcloud decrypt' turns them back."
+        ),
+    ] = False,
 ) -> None:
     """Write a study's (or one series') files, exactly as received, named <SOP Instance UID>.dcm."""
     failed: list[tuple[str, str]] = []
     with _archive() as archive:
-        refs = retrieve.find_instances(archive, study.strip(), series.strip() if series else None)
+        who = operator(archive)
+        refs = retrieve.find_instances(
+            archive, study.strip(), series.strip() if series else None, principal=who
+        )
+        audit.record(archive, who, "study.export", study_uid=study.strip(),
+                     target=str(out_dir)[:255], detail={"instances": len(refs)})  # fmt: skip
         out_dir.mkdir(parents=True, exist_ok=True)
+        ring = export_keyring(archive) if encrypt else None
         with _progress() as bar:
             task = bar.add_task("exporting", total=len(refs))
             for ref in refs:
                 try:
-                    _write_atomic(
-                        out_dir / f"{ref.sop_uid}.dcm", retrieve.read_original(archive, ref)
-                    )
+                    data, name = retrieve.read_original(archive, ref), f"{ref.sop_uid}.dcm"
+                    if ring is not None:  # the format of blobs at rest
+                        data, name = seal_bytes(ring, data), name + ".enc"
+                    _write_atomic(out_dir / name, data)
                 except RadcloudError as exc:
                     failed.append((ref.sop_uid, exc.detail))
                 bar.advance(task)
@@ -311,15 +291,26 @@ def stats() -> None:
 @ae_app.command("add")
 def ae_add(
     title: Annotated[str, typer.Argument(help="The node's AE title.")],
-    host: Annotated[str, typer.Option(help="Host name or IP address.")],
-    port: Annotated[int, typer.Option(help="DICOM port.")],
+    host: Annotated[str | None, typer.Option(help="Host name or IP (C-MOVE destination).")] = None,
+    port: Annotated[int | None, typer.Option(help="DICOM port (with --host).")] = None,
+    institution: Annotated[
+        str | None, typer.Option(help="Institution id or code (default: the default one).")
+    ] = None,
+    store: Annotated[bool, typer.Option(help="May send us images (C-STORE).")] = True,
+    query: Annotated[bool, typer.Option(help="May query and retrieve (C-FIND/MOVE/GET).")] = True,
     description: Annotated[str, typer.Option(help="Free text.")] = "",
 ) -> None:
-    """Add a DICOM node (or change the address of an existing one)."""
+    """Allow a DICOM node to call us (and, with --host/--port, to receive C-MOVEs)."""
     with _archive() as archive:
-        node, created = nodes.add_remote_ae(archive, title, host, port, description)
+        inst = accounts.get_institution(archive, institution or DEFAULT_INSTITUTION)
+        node, created = nodes.add_remote_ae(
+            archive, title, host, port, description, institution_id=inst.id,
+            allow_store=store, allow_query=query,
+        )  # fmt: skip
+        audit.record(archive, operator(archive), "ae.change", target=node.ae_title, wait=True)
     verb = "Added" if created else "Updated"
-    out.print(f"{verb} DICOM node {node.ae_title} at {node.host}:{node.port}")
+    where = f" at {node.host}:{node.port}" if node.host else " (no address: it calls us only)"
+    out.print(f"{verb} DICOM node {node.ae_title}{where}, institution {inst.code}")
 
 
 @ae_app.command("list")
@@ -329,12 +320,16 @@ def ae_list() -> None:
         found = nodes.list_remote_aes(archive)
     if not found:
         out.print(
-            "No DICOM nodes configured. Add one with: radcloud ae add TITLE --host H --port P"
+            "No DICOM nodes configured; unknown calling AEs are refused. Add one with: "
+            "radcloud ae add TITLE [--host H --port P] [--institution CODE]"
         )
         return
-    table = Table("AE title", "host", "port", "description")
+    table = Table("AE title", "host", "port", "institution", "store", "query", "description")
     for n in found:
-        table.add_row(n.ae_title, n.host, str(n.port), n.description)
+        table.add_row(
+            n.ae_title, n.host or "-", str(n.port or "-"), str(n.institution_id),
+            "yes" if n.allow_store else "no", "yes" if n.allow_query else "no", n.description,
+        )  # fmt: skip
     out.print(table)
 
 

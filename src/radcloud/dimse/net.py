@@ -15,7 +15,9 @@ than copied, and a crash mid-transfer leaves a ``*.part`` file that
 
 from __future__ import annotations
 
+import logging
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -31,6 +33,8 @@ from pynetdicom.transport import (
     AssociationSocket,
     ThreadedAssociationServer,
 )
+
+log = logging.getLogger(__name__)
 
 #: Transfer syntaxes accepted for storage: uncompressed, deflated, JPEG family,
 #: JPEG-LS, JPEG 2000, HTJ2K and RLE (PS3.5 Annex A, PS3.6 Table A-1).
@@ -68,13 +72,53 @@ def set_nodelay(sock: socket.socket | None) -> None:
         pass
 
 
+#: Seconds a peer of the DICOM TLS listener gets to complete its TLS handshake.
+TLS_HANDSHAKE_TIMEOUT = 30.0
+
+
 class NoDelayServer(ThreadedAssociationServer):
-    """The threaded listener, with ``TCP_NODELAY`` on every accepted connection."""
+    """The threaded listener, with ``TCP_NODELAY`` on every accepted connection.
+
+    With TLS, pynetdicom's stock ``get_request`` does the handshake in the
+    accepting thread, without a timeout: one peer that connects and sends
+    nothing (a port scanner, a plain-DICOM client) would stall every other
+    association.  Here the handshake runs in the connection's own thread,
+    bounded by ``TLS_HANDSHAKE_TIMEOUT``.
+    """
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        client, address = super().get_request()
+        assert self.socket is not None
+        client, address = self.socket.accept()
         set_nodelay(client)
+        if self.ssl_context:
+            client = self.ssl_context.wrap_socket(
+                client, server_side=True, do_handshake_on_connect=False
+            )
         return client, address
+
+    def process_request_thread(
+        self,
+        request: socket.socket | tuple[bytes, socket.socket],
+        client_address: tuple[str, int] | str,
+    ) -> None:
+        if isinstance(request, ssl.SSLSocket) and not _tls_handshake(request, client_address):
+            self.shutdown_request(request)
+            return
+        super().process_request_thread(request, client_address)
+
+
+def _tls_handshake(sock: ssl.SSLSocket, peer: object) -> bool:
+    """Complete a server-side TLS handshake; False (logged) when the peer fails it."""
+    timeout = sock.gettimeout()
+    sock.settimeout(TLS_HANDSHAKE_TIMEOUT)
+    try:
+        sock.do_handshake()
+    except (OSError, ValueError) as exc:  # SSLError, timeout, reset by peer
+        where = ":".join(map(str, peer[:2])) if isinstance(peer, tuple) else peer
+        log.warning("DICOM TLS handshake with %s failed: %s", where, exc)
+        return False
+    sock.settimeout(timeout)
+    return True
 
 
 class RadcloudAE(AE):

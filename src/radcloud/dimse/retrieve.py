@@ -29,10 +29,12 @@ from pynetdicom.presentation import PresentationContext, build_context
 from radcloud.archive import nodes, retrieve
 from radcloud.archive.retrieve import InstanceRef
 from radcloud.archive.service import Archive
-from radcloud.dimse.handlers import ScpContext, peer
+from radcloud.auth import audit
+from radcloud.auth.permissions import Perm
+from radcloud.dimse.handlers import ScpContext, caller, peer
 from radcloud.dimse.identifiers import parse_identifier
 from radcloud.dimse.net import CONVERTIBLE, UNCOMPRESSED, settle_reactor
-from radcloud.errors import NotFound, RadcloudError, UnknownDestination
+from radcloud.errors import Forbidden, NotFound, RadcloudError, UnknownDestination
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +166,22 @@ def contexts_for(refs: list[InstanceRef]) -> list[PresentationContext]:
 # ------------------------------------------------------------------ handlers
 
 
-def _refs(event: Event, ctx: ScpContext) -> list[InstanceRef]:
+def _refs(event: Event, ctx: ScpContext, action: str) -> list[InstanceRef]:
+    """The instances the identifier names that the calling AE may retrieve; audited."""
+    who = caller(event, ctx)
+    try:
+        who.require(Perm.STUDY_DOWNLOAD)
+    except Forbidden as exc:
+        audit.record(ctx.archive, who, action, audit.DENIED, source=peer(event),
+                     detail={"reason": exc.detail[:200]})  # fmt: skip
+        raise
     req = parse_identifier(event.identifier)
-    return retrieve.find_for_retrieve(ctx.archive, req.level, req.filters)
+    refs = retrieve.find_for_retrieve(ctx.archive, req.level, req.filters, principal=who)
+    for study_uid in dict.fromkeys(r.study_uid for r in refs):
+        n = sum(1 for r in refs if r.study_uid == study_uid)
+        audit.record(ctx.archive, who, action, study_uid=study_uid, source=peer(event),
+                     detail={"instances": n, "level": req.level.value})  # fmt: skip
+    return refs
 
 
 def _send(
@@ -195,7 +210,7 @@ def handle_move(event: Event, ctx: ScpContext) -> Iterator[Any]:
         yield None, None
         return
     try:
-        refs = _refs(event, ctx)
+        refs = _refs(event, ctx, "study.move")
     except Exception as exc:  # noqa: BLE001 - answered as a failure status
         # pynetdicom associates with the destination before it takes a status
         yield node.host, node.port, {"contexts": [build_context(VERIFICATION)]}
@@ -213,7 +228,7 @@ def handle_move(event: Event, ctx: ScpContext) -> Iterator[Any]:
 def handle_get(event: Event, ctx: ScpContext) -> Iterator[Any]:
     """C-GET: the C-STOREs go back over the requesting association."""
     try:
-        refs = _refs(event, ctx)
+        refs = _refs(event, ctx, "study.get")
     except Exception as exc:  # noqa: BLE001 - answered as a failure status
         yield 1
         yield _failure(event, "C-GET", exc), None

@@ -10,6 +10,7 @@ and :mod:`radcloud.dimse.retrieve`; sockets and the spool folder are set up in
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
+from sqlalchemy import select
 
 from radcloud.archive.service import Archive
 from radcloud.dicom.sopclasses import storage_sop_classes
@@ -33,6 +35,7 @@ from radcloud.dimse.net import (
     enable_adaptive_polling,
     enable_chunked_receive,
 )
+from radcloud.store.models import Institution, RemoteAE
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +59,53 @@ def configure_pynetdicom() -> None:
     _config.LOG_REQUEST_IDENTIFIERS = False
 
 
+class ArchiveAE(RadcloudAE):
+    """Our AE, refusing associations from calling AE titles the archive does not know.
+
+    pynetdicom checks ``require_calling_aet`` during A-ASSOCIATE negotiation and
+    rejects with reason 3, "calling AE title not recognized"; here it is read from
+    the index (the known nodes), empty (= anyone) when an institution accepts
+    unknown AEs.  Cached for ``CALLERS_TTL`` seconds.
+    """
+
+    archive: Archive | None = None
+    _callers: tuple[float, list[str]] = (0.0, [])
+
+    @property  # type: ignore[misc]
+    def require_calling_aet(self) -> list[str]:
+        if self.archive is None:
+            return []
+        now = time.monotonic()
+        if now - self._callers[0] > CALLERS_TTL:
+            self._callers = (now, allowed_callers(self.archive))
+        return self._callers[1]
+
+
+#: Seconds a change to the known AE titles takes to reach a running listener.
+CALLERS_TTL = 2.0
+#: A title no AE can have (backslash is not allowed in AE values).
+NOBODY = "\\"
+
+
+def allowed_callers(archive: Archive) -> list[str]:
+    """AE titles allowed to associate; [] when some institution accepts unknown AEs."""
+    with archive.read() as conn:
+        if conn.scalar(
+            select(Institution.id).where(
+                Institution.accept_unknown_aes.is_(True), Institution.status == "active"
+            )
+        ):
+            return []
+        titles = list(conn.scalars(select(RemoteAE.ae_title)))
+    # never an empty list (that would mean "anyone"): an impossible title keeps it closed
+    return titles or [NOBODY]
+
+
 def make_ae(archive: Archive, ae_title: str | None = None) -> RadcloudAE:
     """Our Application Entity with every context the archive serves."""
     settings = archive.settings
-    ae = RadcloudAE(ae_title=ae_title or settings.ae_title)
+    ae = ArchiveAE(ae_title=ae_title or settings.ae_title)
+    ae.archive = archive
     ae.spool_dir = settings.tmp_dir
     ae.maximum_associations = max(1, settings.dimse_max_associations)
     ae.maximum_pdu_size = settings.max_pdu_size
@@ -84,12 +130,15 @@ class DimseServer:
         host: str | None = None,
         port: int | None = None,
         ae_title: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         settings = archive.settings
         self.archive = archive
         self.host = settings.dicom_host if host is None else host
         self.port = settings.dicom_port if port is None else port
         self.ae_title = ae_title or settings.ae_title
+        #: With a context, peers must speak TLS (PS3.15 Annex B); see radcloud.tls.
+        self.ssl_context = ssl_context
         self.ae: RadcloudAE | None = None
         self._server: Any = None
 
@@ -99,10 +148,12 @@ class DimseServer:
         self.ae = make_ae(self.archive, self.ae_title)
         ctx = ScpContext(self.archive, self.ae_title)
         self._server = self.ae.start_server(
-            (self.host, self.port), block=False, evt_handlers=bind(ctx)
-        )
+            (self.host, self.port), block=False, evt_handlers=bind(ctx),
+            ssl_context=self.ssl_context,
+        )  # fmt: skip
         self.port = int(self._server.server_address[1])
-        log.info("DICOM listener %s on %s:%d", self.ae_title, self.host, self.port)
+        kind = "DICOM TLS" if self.ssl_context else "DICOM"
+        log.info("%s listener %s on %s:%d", kind, self.ae_title, self.host, self.port)
         return self
 
     @property

@@ -5,6 +5,11 @@ paths and sharded ``aa/bb/<key>``; a path is never built from a DICOM UID.
 Writes are atomic: data lands in a temp file on the same file system, is
 fsync'ed and renamed into place, so a crash leaves either the whole object or
 nothing under its key (stray temp files are swept at start-up).
+
+With a keyring, :class:`FileStorage` encrypts what it writes
+(:mod:`radcloud.store.crypto`) and decrypts what it reads; callers always see
+the plaintext (``open``, ``get_range`` and ``size`` speak plaintext bytes).
+Blobs written before encryption was turned on stay readable as they are.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from radcloud.errors import NotFound, StorageFailure
+from radcloud.errors import KeyUnavailable, NotFound, StorageFailure
+from radcloud.store import crypto
+from radcloud.store.crypto import HEADER_SIZE, Decryptor, Keyring
 
 _KEY_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -63,11 +70,26 @@ def _fsync_dir(path: Path) -> None:
 
 
 class FileStorage:
-    """Blobs as files under ``root`` (the default, embedded mode)."""
+    """Blobs as files under ``root`` (the default, embedded mode).
 
-    def __init__(self, root: Path, tmp_dir: Path | None = None) -> None:
+    ``keyring`` lets it read encrypted blobs; ``encrypt`` (default: whether a
+    keyring is given) makes it write them encrypted under the active key.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        tmp_dir: Path | None = None,
+        *,
+        keyring: Keyring | None = None,
+        encrypt: bool | None = None,
+    ) -> None:
         self.root = Path(root)
         self.tmp_dir = Path(tmp_dir) if tmp_dir else self.root / ".tmp"
+        self.keyring = keyring
+        self.encrypt = keyring is not None if encrypt is None else encrypt
+        if self.encrypt and keyring is None:
+            raise ValueError("encrypting storage needs a keyring")
         self.root.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
@@ -82,6 +104,14 @@ class FileStorage:
 
     def put_file(self, key: str, src: Path) -> None:
         dest = self.path(key)
+        if self.encrypt:
+            try:
+                with open(src, "rb") as inp:
+                    self._write_encrypted(key, inp, os.fstat(inp.fileno()).st_size)
+                os.unlink(src)
+            except OSError as exc:
+                raise StorageFailure(f"cannot write blob: {exc.strerror}") from exc
+            return
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             with open(src, "rb+") as fh:
@@ -100,6 +130,9 @@ class FileStorage:
             raise StorageFailure(f"cannot write blob: {exc.strerror}") from exc
 
     def put_bytes(self, key: str, data: bytes) -> None:
+        if self.encrypt:  # straight from memory: no plaintext copy touches the disk
+            self._write_encrypted(key, io.BytesIO(data), len(data))
+            return
         fh, tmp = self.spool()
         try:
             with fh:
@@ -109,16 +142,53 @@ class FileStorage:
             if tmp.exists():
                 tmp.unlink()
 
-    def open(self, key: str) -> BinaryIO:
+    def _temp_beside(self, dest: Path) -> tuple[BinaryIO, Path]:
+        """A new temp file next to ``dest`` (same directory: the rename is atomic)."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:12]}.part")
+        return open(tmp, "xb"), tmp
+
+    def _write_encrypted(self, key: str, src: BinaryIO, length: int) -> None:
+        assert self.keyring is not None
+        dest = self.path(key)
+        tmp: Path | None = None
+        try:
+            out, tmp = self._temp_beside(dest)
+            with out:
+                crypto.encrypt_stream(self.keyring, src, out, length, bytes.fromhex(key))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, dest)
+            tmp = None
+            _fsync_dir(dest.parent)
+        except OSError as exc:
+            raise StorageFailure(f"cannot write blob: {exc.strerror}") from exc
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+
+    def _open_raw(self, key: str) -> BinaryIO:
         try:
             return open(self.path(key), "rb")
         except FileNotFoundError as exc:
             raise NotFound(f"blob {key} is missing from storage") from exc
 
+    def open(self, key: str) -> BinaryIO:
+        """The blob's plaintext as a seekable file (decrypting as it is read)."""
+        try:
+            return crypto.open_file(self.path(key), self.keyring, f"blob {key}", bytes.fromhex(key))
+        except FileNotFoundError as exc:
+            raise NotFound(f"blob {key} is missing from storage") from exc
+
     def get_range(self, key: str, start: int, length: int) -> bytes:
-        with self.open(key) as fh:
-            fh.seek(start)
-            return fh.read(length)
+        """Plaintext bytes ``start`` .. ``start + length``, decrypting only the chunks needed."""
+        with self._open_raw(key) as fh:
+            head = fh.read(HEADER_SIZE)
+            if not crypto.is_encrypted(head):
+                fh.seek(start)
+                return fh.read(length)
+            dec = Decryptor.open(fh.fileno(), head, self.keyring, f"blob {key}", bytes.fromhex(key))
+            return dec.read_range(start, length)
 
     def delete(self, key: str) -> None:
         try:
@@ -127,7 +197,85 @@ class FileStorage:
             pass
 
     def size(self, key: str) -> int:
-        return self.path(key).stat().st_size
+        """The plaintext size (what was put), whether the blob is encrypted or not."""
+        with self._open_raw(key) as fh:
+            head = fh.read(HEADER_SIZE)
+            if crypto.is_encrypted(head):
+                return crypto.Header.parse(head, f"blob {key}").length
+            return os.fstat(fh.fileno()).st_size
+
+    def key_id(self, key: str) -> str | None:
+        """Id of the master key the blob is encrypted under; None for a plain blob."""
+        with self._open_raw(key) as fh:
+            head = fh.read(HEADER_SIZE)
+        if not crypto.is_encrypted(head):
+            return None
+        return crypto.Header.parse(head, f"blob {key}").key_id
+
+    def rewrap(self, key: str, *, encrypt_plain: bool = True) -> str:
+        """Put the blob under the active key; returns what happened.
+
+        ``"rewrapped"``: its data key is now wrapped by the active key (the
+        header changes, the chunks are copied as they are); ``"encrypted"``: a
+        plain blob was encrypted (only with ``encrypt_plain`` on an encrypting
+        store); ``"current"``/``"plain"``: nothing to do; ``"missing"``: the blob
+        went away meanwhile.  The new file replaces the old by rename, so readers
+        see one or the other whole, and an interrupted run leaves only a temp
+        file that the next start-up sweeps.
+        """
+        if self.keyring is None:
+            raise KeyUnavailable("no encryption keys are configured")
+        dest = self.path(key)
+        try:
+            src = open(dest, "rb")
+        except FileNotFoundError:
+            return "missing"
+        tmp: Path | None = None
+        with src:
+            head = src.read(HEADER_SIZE)
+            try:
+                if crypto.is_encrypted(head):
+                    dec = Decryptor.open(src.fileno(), head, self.keyring, f"blob {key}",
+                                         bytes.fromhex(key))  # fmt: skip
+                    if dec.header.key_id == self.keyring.active:
+                        return "current"
+                    header = self.keyring.rewrap(dec.header, f"blob {key}")
+                    out, tmp = self._temp_beside(dest)
+                    with out:
+                        out.write(header.raw)
+                        out.flush()
+                        _copy_range(src.fileno(), out.fileno(), HEADER_SIZE,
+                                    header.file_size - HEADER_SIZE)  # fmt: skip
+                        os.fsync(out.fileno())
+                    outcome = "rewrapped"
+                else:
+                    if not (encrypt_plain and self.encrypt):
+                        return "plain"
+                    src.seek(0)
+                    out, tmp = self._temp_beside(dest)
+                    with out:
+                        crypto.encrypt_stream(self.keyring, src, out,
+                                              os.fstat(src.fileno()).st_size,
+                                              bytes.fromhex(key))  # fmt: skip
+                        out.flush()
+                        os.fsync(out.fileno())
+                    outcome = "encrypted"
+                # the blob may have been deleted (or replaced) while we copied it
+                try:
+                    same = os.stat(dest).st_ino == os.fstat(src.fileno()).st_ino
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    return "missing"
+                os.replace(tmp, dest)
+                tmp = None
+                _fsync_dir(dest.parent)
+                return outcome
+            except OSError as exc:
+                raise StorageFailure(f"cannot rewrite blob {key}: {exc.strerror}") from exc
+            finally:
+                if tmp is not None:
+                    tmp.unlink(missing_ok=True)
 
     def keys(self) -> Iterator[str]:
         for shard in sorted(self.root.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]")):
@@ -142,6 +290,31 @@ class FileStorage:
             p.unlink(missing_ok=True)
             n += 1
         return n
+
+
+def _copy_range(src_fd: int, dst_fd: int, offset: int, count: int) -> None:
+    """Copy ``count`` bytes from ``src_fd`` at ``offset`` to the end of ``dst_fd``.
+
+    Uses the kernel's copy (``copy_file_range``: no trip through user space, a
+    shared extent on file systems with reflinks), falling back to read/write.
+    """
+    done = 0
+    try:
+        while done < count:
+            n = os.copy_file_range(src_fd, dst_fd, count - done, offset + done)
+            if n == 0:
+                break
+            done += n
+    except (AttributeError, OSError):
+        pass
+    while done < count:
+        buf = os.pread(src_fd, min(8 * 1024 * 1024, count - done), offset + done)
+        if not buf:
+            break
+        os.write(dst_fd, buf)
+        done += len(buf)
+    if done != count:
+        raise StorageFailure(f"blob ended after {done} of {count} bytes while copying it")
 
 
 class MemoryStorage:

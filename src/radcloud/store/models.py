@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -64,6 +65,10 @@ class Study(Base):
     attrs_json: Mapped[str] = mapped_column(Text, default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The institution that owns the study (whose users see it) ...
+    institution_fk: Mapped[int] = mapped_column(Integer, default=1, index=True)
+    # ... and, when set, the care team it is restricted to (nobody else, admins included).
+    restricted_team_fk: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     patient: Mapped[Patient] = relationship(back_populates="studies")
     series: Mapped[list[Series]] = relationship(back_populates="study")
@@ -138,12 +143,151 @@ class Thumbnail(Base):
 
 
 class RemoteAE(Base):
-    """DICOM peers we may send to (C-MOVE destinations)."""
+    """Known DICOM peers: who may call us (and for which institution), where we may send."""
 
     __tablename__ = "remote_aes"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ae_title: Mapped[str] = mapped_column(String(16), unique=True)
-    host: Mapped[str] = mapped_column(String(255))
-    port: Mapped[int] = mapped_column(Integer)
+    # Without an address the AE may call us but is no C-MOVE destination.
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     description: Mapped[str] = mapped_column(String(255), default="")
+    institution_fk: Mapped[int] = mapped_column(Integer, default=1)
+    allow_store: Mapped[bool] = mapped_column(Boolean, default=True)
+    allow_query: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+# ------------------------------------------------------------------ accounts and access
+
+
+class Institution(Base):
+    """A tenant: a hospital, a department or a partner clinic (``parent_fk`` nests them)."""
+
+    __tablename__ = "institutions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16), default="hospital")
+    parent_fk: Mapped[int | None] = mapped_column(ForeignKey("institutions.id"), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # pending|active|suspended
+    accept_unknown_aes: Mapped[bool] = mapped_column(Boolean, default=False)
+    contact: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_user_oidc"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    institution_fk: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
+    roles: Mapped[str] = mapped_column(String(255), default="")  # comma-separated role names
+    password_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
+    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    oidc_issuer: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    oidc_subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Group(Base):
+    """A group of users of one institution; ``kind='care_team'`` groups can own restricted cases."""
+
+    __tablename__ = "groups"
+    __table_args__ = (UniqueConstraint("institution_fk", "name", name="uq_group_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    institution_fk: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16), default="group")
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+
+    group_fk: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_fk: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class PermissionGrant(Base):
+    """A permission allowed or denied to a role (system level), a group or a user."""
+
+    __tablename__ = "permission_grants"
+    __table_args__ = (
+        UniqueConstraint("subject_kind", "subject", "permission", name="uq_permission_grant"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_kind: Mapped[str] = mapped_column(String(8))  # role | group | user
+    subject: Mapped[str] = mapped_column(String(64))  # role name, group id or user id
+    permission: Mapped[str] = mapped_column(String(64))
+    allow: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class AuthToken(Base):
+    """A login session or an API token; only the SHA-256 of the secret is kept."""
+
+    __tablename__ = "auth_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))  # session | api
+    user_fk: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    source: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class StudyGrant(Base):
+    """Access to a study beyond its institution: consultation, care team, explicit, break-glass."""
+
+    __tablename__ = "study_grants"
+    __table_args__ = (Index("ix_study_grants_grantee", "grantee_kind", "grantee_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_fk: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    grantee_kind: Mapped[str] = mapped_column(String(16))  # institution | group | user
+    grantee_id: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(16))  # consultation|care_team|explicit|break_glass
+    note: Mapped[str] = mapped_column(String(255), default="")
+    granted_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditEvent(Base):
+    """One entry of the append-only, hash-chained audit trail (triggers refuse UPDATE/DELETE)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(80), index=True)
+    actor_kind: Mapped[str] = mapped_column(String(8))  # user | ae | cli | system | anon
+    institution_fk: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    study_uid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    target: Mapped[str] = mapped_column(String(255), default="")
+    source: Mapped[str] = mapped_column(String(64), default="")
+    result: Mapped[str] = mapped_column(String(16))  # success | denied | failed
+    detail: Mapped[str] = mapped_column(Text, default="")
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

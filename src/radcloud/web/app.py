@@ -1,5 +1,8 @@
 """The FastAPI application: DICOMweb under /dicom-web, REST under /api, health.
 
+Every route passes :func:`radcloud.web.security.enforce` (sign-in and the
+endpoint's permission) and :class:`~radcloud.web.security.AuditMiddleware`.
+
 Built by a factory around an :class:`Archive` (no engine at import time), so
 tests hand in their own archive and any number of API nodes share one index.
 Errors from :mod:`radcloud.errors` become ``application/problem+json``.
@@ -10,13 +13,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from radcloud import __version__
 from radcloud.archive.service import Archive
 from radcloud.errors import RadcloudError
+from radcloud.web.security import AuditMiddleware, enforce, route_rules
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +35,13 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
 
 def create_app(archive: Archive, *, health: Any = None) -> FastAPI:
     """The HTTP application for ``archive``; ``health()`` -> dict of listener states."""
+    from radcloud.web.routes import access, admin, audit_log, auth, pages, qido, stow, upload, wado
     from radcloud.web.routes import health as health_routes
-    from radcloud.web.routes import qido, stow, upload, wado
 
-    app = FastAPI(title="radcloud", version=__version__, docs_url="/api/docs")
+    app = FastAPI(
+        title="radcloud", version=__version__, docs_url="/api/docs",
+        dependencies=[Depends(enforce)],
+    )  # fmt: skip
     app.state.archive = archive
     app.state.health = health
     app.include_router(health_routes.router)
@@ -42,10 +49,23 @@ def create_app(archive: Archive, *, health: Any = None) -> FastAPI:
     app.include_router(stow.router, prefix=DICOMWEB, tags=["STOW-RS"])
     app.include_router(wado.router, prefix=DICOMWEB, tags=["WADO-RS"])
     app.include_router(upload.router, prefix="/api", tags=["upload"])
+    app.include_router(auth.router, prefix="/api", tags=["sign-in"])
+    from radcloud.web.routes import oidc as oidc_routes
+
+    app.include_router(oidc_routes.router, prefix="/api", tags=["sign-in"])
+    app.include_router(admin.router, prefix="/api", tags=["admin"])
+    app.include_router(access.router, prefix="/api", tags=["study access"])
+    app.include_router(audit_log.router, prefix="/api", tags=["audit"])
+    app.include_router(pages.router)
+    app.add_middleware(AuditMiddleware)
+    app.state.rules = route_rules(app)
 
     @app.exception_handler(RadcloudError)
     async def _domain_error(request: Request, exc: RadcloudError) -> Response:
-        return problem(exc.http_status, exc.title, exc.detail)
+        response = problem(exc.http_status, exc.title, exc.detail)
+        if exc.http_status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="radcloud"'
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

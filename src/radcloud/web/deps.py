@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from radcloud.archive.service import Archive
+from radcloud.auth.access import Principal
 
 
 def get_archive(request: Request) -> Archive:
@@ -15,6 +16,15 @@ def get_archive(request: Request) -> Archive:
 
 
 ArchiveDep = Annotated[Archive, Depends(get_archive)]
+
+
+def get_principal(request: Request) -> Principal:
+    """The caller, as authenticated by :func:`radcloud.web.security.enforce`."""
+    principal: Principal = request.state.principal
+    return principal
+
+
+Who = Annotated[Principal, Depends(get_principal)]
 
 
 def dicomweb_base(request: Request) -> str:

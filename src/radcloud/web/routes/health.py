@@ -29,6 +29,7 @@ _LANDING = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>radcloud</title></head><body style="font-family:sans-serif;max-width:40em;margin:2em auto">
 <h1>radcloud</h1><p>The archive is running. 归档服务运行中。</p><ul>
+<li><a href="/login?next=/admin">Sign in / Admin · 登录 / 管理</a></li>
 <li><a href="/dicom-web/studies">DICOMweb studies (QIDO-RS)</a></li>
 <li><a href="/api/docs">REST / DICOMweb API</a></li>
 <li><a href="/healthz">Health</a></li></ul>

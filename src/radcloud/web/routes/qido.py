@@ -12,6 +12,7 @@ from fastapi.responses import Response
 
 from radcloud.archive import query
 from radcloud.archive.query import Level, Query
+from radcloud.auth.access import Principal
 from radcloud.errors import BadQuery
 from radcloud.web.deps import ArchiveDep, BaseUrlDep
 from radcloud.web.multipart import negotiate
@@ -70,9 +71,10 @@ def _count(name: str, value: str, minimum: int) -> int:
 
 
 def _search(request: Request, archive: ArchiveDep, base: str, q: Query) -> Response:
+    who: Principal = request.state.principal
     media = negotiate(request.headers.get("accept"), _OFFERED)
     unsupported = parse_params(request, q)
-    result = query.search(archive, q, base)
+    result = query.search(archive, q, base, principal=who)
     warnings = _warnings(result.remaining, unsupported + result.ignored)
     if not result.items:
         response = Response(status_code=204)

@@ -20,8 +20,9 @@ from starlette.concurrency import run_in_threadpool
 from radcloud.archive import ingest
 from radcloud.archive.ingest import StoreResult
 from radcloud.archive.service import Archive
+from radcloud.auth.access import Principal
 from radcloud.errors import MalformedBody, PayloadTooLarge, RadcloudError, UnsupportedMediaType
-from radcloud.web.deps import ArchiveDep, BaseUrlDep
+from radcloud.web.deps import ArchiveDep, BaseUrlDep, Who
 from radcloud.web.multipart import Part, iter_parts, multipart_boundary, negotiate, read_body
 
 router = APIRouter()
@@ -42,21 +43,24 @@ class Outcome:
 
 
 @router.post("/studies")
-async def store_instances(request: Request, archive: ArchiveDep, base: BaseUrlDep) -> Response:
-    return await _stow(request, archive, base, None)
+async def store_instances(
+    request: Request, archive: ArchiveDep, who: Who, base: BaseUrlDep
+) -> Response:
+    return await _stow(request, archive, who, base, None)
 
 
 @router.post("/studies/{study}")
 async def store_study_instances(
-    study: str, request: Request, archive: ArchiveDep, base: BaseUrlDep
+    study: str, request: Request, archive: ArchiveDep, who: Who, base: BaseUrlDep
 ) -> Response:
-    return await _stow(request, archive, base, study)
+    return await _stow(request, archive, who, base, study)
 
 
-async def _stow(request: Request, archive: Archive, base: str, study: str | None) -> Response:
+async def _stow(
+    request: Request, archive: Archive, who: Principal, base: str, study: str | None
+) -> Response:
     media = negotiate(request.headers.get("accept"), _OFFERED)
-    source = f"stow:{request.client.host if request.client else ''}"
-    outcomes = await _collect(_receive(request, archive, source, study))
+    outcomes = await _collect(_receive(request, archive, who, study))
     if not outcomes:
         raise MalformedBody("the request holds no instances")
     body = response_module(outcomes, base, study)
@@ -80,7 +84,7 @@ async def _collect(outcomes: AsyncIterator[Outcome]) -> list[Outcome]:
 
 
 async def _receive(
-    request: Request, archive: Archive, source: str, study: str | None
+    request: Request, archive: Archive, who: Principal, study: str | None
 ) -> AsyncIterator[Outcome]:
     """Store each part of the body in turn, yielding its Outcome."""
     content_type = request.headers.get("content-type", "")
@@ -88,7 +92,7 @@ async def _receive(
     spool = partial(ingest.spool, archive)
     if content_type.split(";")[0].strip().lower() == _DICOM:
         part = await read_body(request, spool, limit)
-        yield await _store_part(archive, part, source, study)
+        yield await _store_part(archive, part, who, study)
         return
     boundary, params = multipart_boundary(content_type, "related")
     if params.get("type", _DICOM).lower() != _DICOM:
@@ -97,10 +101,10 @@ async def _receive(
         )
     async with aclosing(iter_parts(request, boundary, spool, limit)) as parts:
         async for part in parts:
-            yield await _store_part(archive, part, source, study)
+            yield await _store_part(archive, part, who, study)
 
 
-async def _store_part(archive: Archive, part: Part, source: str, study: str | None) -> Outcome:
+async def _store_part(archive: Archive, part: Part, who: Principal, study: str | None) -> Outcome:
     if part.content_type not in _PART_TYPES:
         part.discard()
         return Outcome(
@@ -108,8 +112,9 @@ async def _store_part(archive: Archive, part: Part, source: str, study: str | No
         )
     try:
         result = await run_in_threadpool(
-            ingest.store, archive, part.path, source=source, expected_study_uid=study
-        )
+            ingest.store, archive, part.path, source=f"stow:{who.source}",
+            expected_study_uid=study, principal=who,
+        )  # fmt: skip
     except RadcloudError as exc:
         return Outcome(error=exc)
     return Outcome(result=result)

@@ -24,7 +24,7 @@ from radcloud.errors import (
     UnsupportedMediaType,
 )
 from radcloud.web.app import problem
-from radcloud.web.deps import ArchiveDep
+from radcloud.web.deps import ArchiveDep, Who
 from radcloud.web.multipart import Part, iter_parts, multipart_boundary, parse_media_type, read_body
 
 router = APIRouter()
@@ -36,11 +36,14 @@ _SINGLE_TYPES = {
 
 
 @router.post("/upload")
-async def upload(request: Request, archive: ArchiveDep, study: str | None = None) -> Response:
+async def upload(
+    request: Request, archive: ArchiveDep, who: Who, study: str | None = None
+) -> Response:
     """Store the uploaded file(s); per-file outcome in the JSON answer."""
-    attrs = await run_in_threadpool(importer.study_attributes, archive, study) if study else None
-    client = request.client.host if request.client else ""
-    ctx = importer.Context(archive, f"upload:{client}", study, attrs)
+    attrs = (
+        await run_in_threadpool(importer.study_attributes, archive, study, who) if study else None
+    )
+    ctx = importer.Context(archive, f"upload:{who.source}", study, attrs, who)
     results = await _receive(request, ctx)
     return _respond(results)
 

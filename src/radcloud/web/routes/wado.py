@@ -21,9 +21,10 @@ from fastapi.responses import Response, StreamingResponse
 
 from radcloud.archive import render_service, retrieve
 from radcloud.archive.retrieve import InstanceRef
+from radcloud.auth.access import Principal
 from radcloud.dicom import codecs
 from radcloud.errors import BadQuery, NotAcceptable, NotFound, UnsupportedTransferSyntax
-from radcloud.web.deps import ArchiveDep, BaseUrlDep
+from radcloud.web.deps import ArchiveDep, BaseUrlDep, Who
 from radcloud.web.multipart import multipart_writer
 
 log = logging.getLogger(__name__)
@@ -306,8 +307,10 @@ def _url(base: str, ref: InstanceRef) -> str:
     return f"{base}/studies/{ref.study_uid}/series/{ref.series_uid}/instances/{ref.sop_uid}"
 
 
-def _one(archive: ArchiveDep, study: str, series: str, instance: str) -> InstanceRef:
-    return retrieve.find_instances(archive, study, series, instance)[0]
+def _one(
+    archive: ArchiveDep, who: Principal, study: str, series: str, instance: str
+) -> InstanceRef:
+    return retrieve.find_instances(archive, study, series, instance, principal=who)[0]
 
 
 # ------------------------------------------------------------------ instances
@@ -330,51 +333,53 @@ def _instances(
 
 @router.get("/studies/{study}")
 def retrieve_study(
-    study: str, archive: ArchiveDep, base: BaseUrlDep, accept: Accept = None
+    study: str, archive: ArchiveDep, who: Who, base: BaseUrlDep, accept: Accept = None
 ) -> Response:
-    return _instances(archive, base, accept, retrieve.find_instances(archive, study))
+    return _instances(archive, base, accept, retrieve.find_instances(archive, study, principal=who))
 
 
 @router.get("/studies/{study}/series/{series}")
 def retrieve_series(
-    study: str, series: str, archive: ArchiveDep, base: BaseUrlDep, accept: Accept = None
+    study: str, series: str, archive: ArchiveDep, who: Who, base: BaseUrlDep, accept: Accept = None
 ) -> Response:
-    return _instances(archive, base, accept, retrieve.find_instances(archive, study, series))
+    return _instances(
+        archive, base, accept, retrieve.find_instances(archive, study, series, principal=who)
+    )
 
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}")
 def retrieve_instance(
-    study: str, series: str, instance: str, archive: ArchiveDep, base: BaseUrlDep,
-    accept: Accept = None,
+    study: str, series: str, instance: str, archive: ArchiveDep, who: Who,
+    base: BaseUrlDep, accept: Accept = None,
 ) -> Response:  # fmt: skip
-    return _instances(archive, base, accept, [_one(archive, study, series, instance)])
+    return _instances(archive, base, accept, [_one(archive, who, study, series, instance)])
 
 
 # ------------------------------------------------------------------ metadata
 
 
-def _metadata(archive: ArchiveDep, accept: str | None, *uids: str) -> Response:
+def _metadata(archive: ArchiveDep, who: Principal, accept: str | None, *uids: str) -> Response:
     _require(accept, DICOM_JSON, "application/json", "application/*", "*/*")
-    return Response(retrieve.metadata(archive, *uids), media_type=DICOM_JSON)
+    return Response(retrieve.metadata(archive, *uids, principal=who), media_type=DICOM_JSON)
 
 
 @router.get("/studies/{study}/metadata")
-def study_metadata(study: str, archive: ArchiveDep, accept: Accept = None) -> Response:
-    return _metadata(archive, accept, study)
+def study_metadata(study: str, archive: ArchiveDep, who: Who, accept: Accept = None) -> Response:
+    return _metadata(archive, who, accept, study)
 
 
 @router.get("/studies/{study}/series/{series}/metadata")
 def series_metadata(
-    study: str, series: str, archive: ArchiveDep, accept: Accept = None
+    study: str, series: str, archive: ArchiveDep, who: Who, accept: Accept = None
 ) -> Response:
-    return _metadata(archive, accept, study, series)
+    return _metadata(archive, who, accept, study, series)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}/metadata")
 def instance_metadata(
-    study: str, series: str, instance: str, archive: ArchiveDep, accept: Accept = None
+    study: str, series: str, instance: str, archive: ArchiveDep, who: Who, accept: Accept = None
 ) -> Response:
-    return _metadata(archive, accept, study, series, instance)
+    return _metadata(archive, who, accept, study, series, instance)
 
 
 # ------------------------------------------------------------------ frames and bulk data
@@ -402,10 +407,10 @@ def _frame_parts(
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}")
 def retrieve_frames(
-    study: str, series: str, instance: str, frames: str, archive: ArchiveDep, base: BaseUrlDep,
-    accept: Accept = None,
+    study: str, series: str, instance: str, frames: str, archive: ArchiveDep, who: Who,
+    base: BaseUrlDep, accept: Accept = None,
 ) -> Response:  # fmt: skip
-    ref = _one(archive, study, series, instance)
+    ref = _one(archive, who, study, series, instance)
     numbers, plan = frame_numbers(frames), frame_plan(ref, accept)
     return multipart(_frame_parts(archive, ref, numbers, plan, _url(base, ref)), plan[0])
 
@@ -434,10 +439,10 @@ def _pixel_bulkdata(
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}")
 def retrieve_bulkdata(
-    study: str, series: str, instance: str, tag: str, archive: ArchiveDep, base: BaseUrlDep,
-    accept: Accept = None,
+    study: str, series: str, instance: str, tag: str, archive: ArchiveDep, who: Who,
+    base: BaseUrlDep, accept: Accept = None,
 ) -> Response:  # fmt: skip
-    ref = _one(archive, study, series, instance)
+    ref = _one(archive, who, study, series, instance)
     number, url = _tag(tag), f"{_url(base, ref)}/bulkdata/{tag}"
     if number == PIXEL_DATA:
         return _pixel_bulkdata(archive, ref, accept, url)
@@ -514,19 +519,20 @@ def _rendered(
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}/rendered")
 def rendered_instance(
-    study: str, series: str, instance: str, archive: ArchiveDep, accept: Accept = None,
+    study: str, series: str, instance: str, archive: ArchiveDep, who: Who, accept: Accept = None,
     window: Param = None, viewport: Param = None, quality: Param = None,
 ) -> Response:  # fmt: skip
-    ref = _one(archive, study, series, instance)
+    ref = _one(archive, who, study, series, instance)
     return _rendered(archive, ref, 1, accept, window, viewport, quality)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered")
 def rendered_frames(
-    study: str, series: str, instance: str, frames: str, archive: ArchiveDep, base: BaseUrlDep,
-    accept: Accept = None, window: Param = None, viewport: Param = None, quality: Param = None,
+    study: str, series: str, instance: str, frames: str, archive: ArchiveDep, who: Who,
+    base: BaseUrlDep, accept: Accept = None, window: Param = None, viewport: Param = None,
+    quality: Param = None,
 ) -> Response:  # fmt: skip
-    ref = _one(archive, study, series, instance)
+    ref = _one(archive, who, study, series, instance)
     numbers = frame_numbers(frames)
     if len(numbers) == 1:
         return _rendered(archive, ref, numbers[0], accept, window, viewport, quality)
@@ -542,19 +548,19 @@ def rendered_frames(
 
 @router.get("/studies/{study}/series/{series}/rendered")
 def rendered_series(
-    study: str, series: str, archive: ArchiveDep, accept: Accept = None,
+    study: str, series: str, archive: ArchiveDep, who: Who, accept: Accept = None,
     window: Param = None, viewport: Param = None, quality: Param = None,
 ) -> Response:  # fmt: skip
-    ref = render_service.representative(archive, study, series)
+    ref = render_service.representative(archive, study, series, principal=who)
     return _rendered(archive, ref, 1, accept, window, viewport, quality)
 
 
 @router.get("/studies/{study}/rendered")
 def rendered_study(
-    study: str, archive: ArchiveDep, accept: Accept = None,
+    study: str, archive: ArchiveDep, who: Who, accept: Accept = None,
     window: Param = None, viewport: Param = None, quality: Param = None,
 ) -> Response:  # fmt: skip
-    ref = render_service.representative(archive, study)
+    ref = render_service.representative(archive, study, principal=who)
     return _rendered(archive, ref, 1, accept, window, viewport, quality)
 
 
@@ -575,33 +581,40 @@ def _thumbnail(
 
 @router.get("/studies/{study}/thumbnail")
 def study_thumbnail(
-    study: str, archive: ArchiveDep, accept: Accept = None, viewport: Param = None
+    study: str, archive: ArchiveDep, who: Who, accept: Accept = None, viewport: Param = None
 ) -> Response:
-    return _thumbnail(archive, render_service.representative(archive, study), accept, viewport)
+    return _thumbnail(
+        archive, render_service.representative(archive, study, principal=who), accept, viewport
+    )
 
 
 @router.get("/studies/{study}/series/{series}/thumbnail")
 def series_thumbnail(
-    study: str, series: str, archive: ArchiveDep, accept: Accept = None, viewport: Param = None
+    study: str,
+    series: str,
+    archive: ArchiveDep,
+    who: Who,
+    accept: Accept = None,
+    viewport: Param = None,
 ) -> Response:
-    ref = render_service.representative(archive, study, series)
+    ref = render_service.representative(archive, study, series, principal=who)
     return _thumbnail(archive, ref, accept, viewport)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}/thumbnail")
 def instance_thumbnail(
-    study: str, series: str, instance: str, archive: ArchiveDep, accept: Accept = None,
+    study: str, series: str, instance: str, archive: ArchiveDep, who: Who, accept: Accept = None,
     viewport: Param = None,
 ) -> Response:  # fmt: skip
-    return _thumbnail(archive, _one(archive, study, series, instance), accept, viewport)
+    return _thumbnail(archive, _one(archive, who, study, series, instance), accept, viewport)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/thumbnail")
 def frame_thumbnail(
-    study: str, series: str, instance: str, frames: str, archive: ArchiveDep,
+    study: str, series: str, instance: str, frames: str, archive: ArchiveDep, who: Who,
     accept: Accept = None, viewport: Param = None,
 ) -> Response:  # fmt: skip
-    ref = _one(archive, study, series, instance)
+    ref = _one(archive, who, study, series, instance)
     _image_format(accept, png=False)
     size = _thumbnail_size(viewport)
     data = render_service.rendered(archive, ref, frame_numbers(frames)[0], viewport=(size, size))

@@ -1,0 +1,327 @@
+"""HTTP access control: one rule per endpoint, enforced before any handler runs.
+
+``RULES`` maps every route (method, path template) to the permission it needs
+and the audit action it is recorded under.  :func:`enforce` is an app-wide
+dependency: it authenticates the caller (``Authorization: Bearer`` token or the
+``radcloud_session`` cookie), checks the rule's permission, and leaves the
+:class:`Principal` on ``request.state`` for the handler, which passes it to the
+services (they filter studies by it).  A route without a rule answers 500 and
+fails the test suite (tests/test_authz_matrix.py walks ``app.routes``).
+
+:class:`AuditMiddleware` records every request that has a rule, with its
+result, once the response status is known.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from radcloud.auth import audit, sessions
+from radcloud.auth.access import Principal
+from radcloud.auth.permissions import Perm
+from radcloud.errors import Forbidden, RadcloudError, Unauthenticated
+
+COOKIE = "radcloud_session"
+_SAFE = {"GET", "HEAD", "OPTIONS"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What an endpoint needs: ``perm`` (None = any signed-in caller) or nothing (public)."""
+
+    perm: Perm | None
+    action: str
+    public: bool = False
+    audit: bool = True
+    fold: bool = False  # image reads: repeated ones folded into one audit row
+    #: The service writes the success event itself (with its own detail and flag);
+    #: the middleware records only refusals and failures.
+    self_audited: bool = False
+
+
+def _public(action: str, audit: bool = False) -> Rule:
+    return Rule(None, action, public=True, audit=audit)
+
+
+def _any(action: str) -> Rule:
+    return Rule(None, action)
+
+
+def _self(perm: Perm, action: str) -> Rule:
+    return Rule(perm, action, self_audited=True)
+
+
+_DW = "/dicom-web"
+_S, _SE, _I = "/studies/{study}", "/series/{series}", "/instances/{instance}"
+_INST = _DW + _S + _SE + _I
+
+RULES: dict[tuple[str, str], Rule] = {
+    ("GET", "/healthz"): _public("health"),
+    ("GET", "/"): _public("landing"),
+    ("GET", "/openapi.json"): _public("api.describe"),
+    ("GET", "/api/docs"): _public("api.describe"),
+    ("GET", "/docs/oauth2-redirect"): _public("api.describe"),
+    ("GET", "/redoc"): _public("api.describe"),
+    # QIDO-RS
+    **{
+        ("GET", _DW + path): Rule(Perm.STUDY_READ, "study.search")
+        for path in (
+            "/studies",
+            _S + "/series",
+            _S + _SE + "/instances",
+            _S + "/instances",
+            "/series",
+            "/instances",
+        )
+    },  # fmt: skip
+    # STOW-RS and upload
+    ("POST", _DW + "/studies"): Rule(Perm.STUDY_WRITE, "study.store"),
+    ("POST", _DW + _S): Rule(Perm.STUDY_WRITE, "study.store"),
+    ("POST", "/api/upload"): Rule(Perm.STUDY_WRITE, "study.store"),
+    # WADO-RS: whole files out
+    ("GET", _DW + _S): Rule(Perm.STUDY_DOWNLOAD, "study.download"),
+    ("GET", _DW + _S + _SE): Rule(Perm.STUDY_DOWNLOAD, "study.download"),
+    ("GET", _INST): Rule(Perm.STUDY_DOWNLOAD, "study.download"),
+    # WADO-RS: metadata, pixels, rendered images, thumbnails (what a viewer shows)
+    ("GET", _DW + _S + "/metadata"): Rule(Perm.STUDY_READ, "study.metadata"),
+    ("GET", _DW + _S + _SE + "/metadata"): Rule(Perm.STUDY_READ, "study.metadata"),
+    ("GET", _INST + "/metadata"): Rule(Perm.STUDY_READ, "study.metadata"),
+    **{
+        ("GET", path): Rule(Perm.STUDY_READ, "study.view", fold=True)
+        for path in (
+            _INST + "/frames/{frames}",
+            _INST + "/bulkdata/{tag}",
+            _INST + "/rendered",
+            _INST + "/frames/{frames}/rendered",
+            _DW + _S + _SE + "/rendered",
+            _DW + _S + "/rendered",
+            _DW + _S + "/thumbnail",
+            _DW + _S + _SE + "/thumbnail",
+            _INST + "/thumbnail",
+            _INST + "/frames/{frames}/thumbnail",
+        )
+    },  # fmt: skip
+    # sign-in
+    ("POST", "/api/auth/login"): _public("login", audit=False),  # audited by the handler
+    ("POST", "/api/auth/logout"): _any("logout"),
+    ("GET", "/api/auth/me"): Rule(None, "auth.me", audit=False),
+    ("POST", "/api/auth/password"): _any("user.password"),
+    ("POST", "/api/auth/totp/setup"): _any("user.totp"),
+    ("POST", "/api/auth/totp/enable"): _any("user.totp"),
+    ("POST", "/api/auth/totp/disable"): _any("user.totp"),
+    ("GET", "/api/auth/oidc/login"): _public("login.sso", audit=False),
+    ("GET", "/api/auth/oidc/callback"): _public("login.sso", audit=False),
+    # tokens (own; others' with users.manage, checked by the handler)
+    ("GET", "/api/tokens"): Rule(None, "token.list", audit=False),
+    ("POST", "/api/tokens"): _any("token.create"),
+    ("DELETE", "/api/tokens/{token_id}"): _any("token.revoke"),
+    # institutions
+    ("POST", "/api/institutions/register"): _public("institution.register", audit=True),
+    ("GET", "/api/institutions"): Rule(None, "institution.list", audit=False),
+    ("POST", "/api/institutions"): Rule(Perm.INSTITUTIONS_MANAGE, "institution.create"),
+    ("PATCH", "/api/institutions/{institution_id}"): Rule(
+        Perm.INSTITUTIONS_MANAGE, "institution.change"
+    ),
+    # users, groups, roles
+    ("GET", "/api/users"): Rule(Perm.USERS_MANAGE, "user.list"),
+    ("POST", "/api/users"): Rule(Perm.USERS_MANAGE, "user.create"),
+    ("GET", "/api/users/{user_id}"): Rule(Perm.USERS_MANAGE, "user.read"),
+    ("PATCH", "/api/users/{user_id}"): Rule(Perm.USERS_MANAGE, "user.change"),
+    ("POST", "/api/users/{user_id}/password"): Rule(Perm.USERS_MANAGE, "user.password"),
+    ("POST", "/api/users/{user_id}/unlock"): Rule(Perm.USERS_MANAGE, "user.unlock"),
+    ("PUT", "/api/users/{user_id}/permissions/{perm}"): Rule(Perm.USERS_MANAGE, "user.grant"),
+    ("GET", "/api/groups"): Rule(Perm.USERS_MANAGE, "group.list"),
+    ("POST", "/api/groups"): Rule(Perm.USERS_MANAGE, "group.create"),
+    ("PUT", "/api/groups/{group_id}/members/{user_id}"): Rule(Perm.USERS_MANAGE, "group.member"),
+    ("DELETE", "/api/groups/{group_id}/members/{user_id}"): Rule(Perm.USERS_MANAGE, "group.member"),
+    ("PUT", "/api/groups/{group_id}/permissions/{perm}"): Rule(Perm.USERS_MANAGE, "group.grant"),
+    ("GET", "/api/roles"): Rule(None, "role.list", audit=False),
+    ("PUT", "/api/roles/{role}/permissions/{perm}"): Rule(Perm.ROLES_MANAGE, "role.grant"),
+    # DICOM nodes
+    ("GET", "/api/aes"): Rule(Perm.AE_MANAGE, "ae.list"),
+    ("PUT", "/api/aes/{title}"): Rule(Perm.AE_MANAGE, "ae.change"),
+    ("DELETE", "/api/aes/{title}"): Rule(Perm.AE_MANAGE, "ae.remove"),
+    # who sees a study
+    ("GET", "/api/studies/{study}/access"): Rule(Perm.STUDY_SHARE, "study.access"),
+    ("POST", "/api/studies/{study}/grants"): Rule(
+        Perm.STUDY_SHARE, "study.grant", self_audited=True
+    ),
+    ("DELETE", "/api/studies/{study}/grants/{grant_id}"): Rule(
+        Perm.STUDY_SHARE, "study.revoke", self_audited=True
+    ),
+    ("PUT", "/api/studies/{study}/restriction"): Rule(
+        Perm.STUDY_RESTRICT, "study.restrict", self_audited=True
+    ),
+    ("POST", "/api/studies/{study}/break-glass"): Rule(
+        Perm.BREAK_GLASS, "study.break_glass", self_audited=True
+    ),
+    # the audit trail
+    ("GET", "/api/audit"): Rule(Perm.AUDIT_READ, "audit.search"),
+    ("GET", "/api/audit/verify"): Rule(Perm.AUDIT_READ, "audit.verify"),
+    ("GET", "/api/audit/export"): Rule(Perm.AUDIT_READ, "audit.export"),
+    # admin pages (the page itself is public; its data comes from the API above)
+    ("GET", "/admin"): _public("admin.page"),
+    ("GET", "/login"): _public("login.page"),
+    ("GET", "/admin/assets/{name}"): _public("admin.asset"),
+    ("GET", "/api/auth/methods"): _public("auth.methods"),
+}
+
+
+def route_rules(app: Any) -> dict[tuple[str, Any], Rule]:
+    """(method, endpoint function) → rule for every route of ``app``.
+
+    Raises ``RuntimeError`` naming any route that has no rule, so an endpoint
+    added without an access rule stops the application from starting.
+    """
+    table: dict[tuple[str, Any], Rule] = {}
+    missing = []
+    for method, path, endpoint in endpoints(app):
+        rule = RULES.get((method, path))
+        if rule is None:
+            missing.append(f"{method} {path}")
+        else:
+            table[method, endpoint] = rule
+    if missing:
+        raise RuntimeError(f"endpoints without an access rule: {', '.join(missing)}")
+    return table
+
+
+def endpoints(app: Any) -> list[tuple[str, str, Any]]:
+    """(method, full path template, endpoint function) of every route, included routers too."""
+    found: list[tuple[str, str, Any]] = []
+
+    def walk(routes: Any, prefix: str) -> None:
+        for route in routes:
+            inner = getattr(route, "original_router", None)  # FastAPI >= 0.16x includes lazily
+            if inner is not None:
+                walk(inner.routes, prefix + route.include_context.prefix)
+                continue
+            for method in getattr(route, "methods", None) or ():
+                if method != "HEAD":
+                    found.append((method, prefix + route.path, route.endpoint))
+
+    walk(app.routes, "")
+    return found
+
+
+def rule_for(request: Request) -> Rule | None:
+    method = "GET" if request.method == "HEAD" else request.method
+    rules: dict[tuple[str, Any], Rule] = request.app.state.rules
+    return rules.get((method, request.scope.get("endpoint")))
+
+
+def client_address(request: Request) -> str:
+    """The caller's address; X-Forwarded-For only when the peer is a trusted proxy."""
+    peer = request.client.host if request.client else ""
+    trusted = request.app.state.archive.settings.trusted_proxies
+    if trusted and peer and _in(peer, trusted):
+        forwarded = request.headers.get("x-forwarded-for", "")
+        if forwarded:
+            return forwarded.split(",")[-1].strip()[:64]
+    return peer
+
+
+def _in(address: str, networks: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+        return any(ip in ipaddress.ip_network(n.strip(), strict=False)
+                   for n in networks.split(",") if n.strip())  # fmt: skip
+    except ValueError:
+        return False
+
+
+def credentials(request: Request) -> tuple[str | None, bool]:
+    """(secret, from_cookie) of the request, if any."""
+    header = request.headers.get("authorization", "")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthenticated("use 'Authorization: Bearer <token>'")
+        return value.strip(), False
+    cookie = request.cookies.get(COOKIE)
+    return (cookie, True) if cookie else (None, False)
+
+
+def enforce(request: Request) -> None:
+    """App-wide dependency: authenticate, check the endpoint's rule, keep the principal."""
+    rule = rule_for(request)
+    if rule is None:
+        raise RadcloudError(f"no access rule for {request.method} {request.url.path}")
+    request.state.rule = rule
+    archive = request.app.state.archive
+    source = client_address(request)
+    request.state.source = source
+    secret, from_cookie = credentials(request)
+    if secret is None:
+        if rule.public:
+            request.state.principal = None
+            return
+        raise Unauthenticated("sign in first: send 'Authorization: Bearer <token>'")
+    try:
+        principal = sessions.authenticate(archive, secret, source)
+    except Unauthenticated:
+        if rule.public:
+            request.state.principal = None
+            return
+        raise
+    request.state.principal = principal
+    if from_cookie and request.method not in _SAFE:
+        origin = request.headers.get("origin")
+        if origin is not None and origin.rstrip("/") != str(request.base_url).rstrip("/"):
+            raise Forbidden("cross-site request refused")
+    if rule.perm is not None:
+        principal.require(rule.perm)
+
+
+class AuditMiddleware:
+    """Records each ruled request (who, action, study, from where, result) after it is answered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = {"code": 500}
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            self._record(scope, status["code"])
+
+    @staticmethod
+    def _record(scope: Scope, code: int) -> None:
+        state: dict[str, Any] = scope.get("state", {})
+        rule: Rule | None = state.get("rule")
+        app = scope.get("app")
+        if rule is None or not rule.audit or app is None:
+            return
+        principal: Principal | None = state.get("principal")
+        result = (
+            audit.SUCCESS if code < 400
+            else audit.DENIED if code in (401, 403)
+            else audit.FAILED
+        )  # fmt: skip
+        if rule.self_audited and result == audit.SUCCESS:
+            return
+        params = scope.get("path_params", {})
+        detail: dict[str, Any] = {"status": code, "method": scope.get("method", "")}
+        query = scope.get("query_string", b"")
+        if query and rule.action == "study.search":
+            detail["keys"] = sorted({k.split("=")[0] for k in query.decode("latin-1").split("&")})
+        audit.record(
+            app.state.archive, principal, rule.action, result,
+            study_uid=str(params.get("study", "")), target=scope.get("path", "")[:255],
+            source=state.get("source", ""), detail=detail, fold=rule.fold and result == "success",
+        )  # fmt: skip
