@@ -328,7 +328,7 @@ def start_ctx(
             f"GDCM plugin {srv.extra.get('gdcm_plugin')}, stack {srv.extra.get('stack_limit')}"
         )
     print(f"{name} pid {srv.pid}: HTTP {srv.http_port}, DICOM {srv.dicom_port}", flush=True)
-    return Ctx(
+    ctx = Ctx(
         name=name,
         srv=srv,
         restart=start,
@@ -342,6 +342,9 @@ def start_ctx(
         small=plan.get("small"),
         results=results,
     )
+    if srv.extra.get("token"):  # radcloud: every HTTP request is signed in
+        ctx.http.headers["Authorization"] = f"Bearer {srv.extra['token']}"
+    return ctx
 
 
 def finish_ctx(

@@ -362,6 +362,10 @@ def start_orthanc(workdir: Path, env: dict[str, str], move_aet: str, move_port: 
 
 
 # ------------------------------------------------------------------------- radcloud
+#: The calling AE title of the benchmark's DCMTK clients (measure.MY_AET).
+BENCH_SCU = "BENCHSCU"
+
+
 def radcloud_cmd() -> list[str]:
     exe = os.environ.get("RADCLOUD_BENCH_CMD") or str(REPO / ".venv" / "bin" / "radcloud")
     return exe.split()
@@ -393,6 +397,7 @@ def start_radcloud(workdir: Path, env: dict[str, str], move_aet: str, move_port:
         RADCLOUD_DICOM_HOST="127.0.0.1",
         RADCLOUD_DICOM_PORT=str(dicom_port),
         RADCLOUD_AE_TITLE="RADCLOUD",
+        RADCLOUD_ADMIN_PASSWORD="bench-admin-password-1",
     )
     env.pop("RADCLOUD_DATABASE_URL", None)
     env.pop("RADCLOUD_CONFIG", None)
@@ -402,6 +407,9 @@ def start_radcloud(workdir: Path, env: dict[str, str], move_aet: str, move_port:
     # Register the C-MOVE destination before start (the index is created on demand);
     # if that is refused, try again once the server has created its index.
     pre = subprocess.run(ae_cmd, env=env, capture_output=True, text=True, timeout=120)
+    # the benchmark's own SCU must be a known calling AE (unknown ones are refused)
+    caller = radcloud_cmd() + ["ae", "add", BENCH_SCU]
+    subprocess.run(caller, env=env, capture_output=True, text=True, timeout=120)
     srv = _spawn(
         "radcloud",
         radcloud_cmd() + ["serve"],
@@ -424,6 +432,13 @@ def start_radcloud(workdir: Path, env: dict[str, str], move_aet: str, move_port:
     except (OSError, IndexError):
         srv.version = "?"
     srv.extra["git"] = git_describe()
+    # an API token for the HTTP rows (every request must be signed in)
+    tok = subprocess.run(
+        radcloud_cmd() + ["token", "create", "--user", "admin", "--name", "bench"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if tok.returncode == 0 and tok.stdout.strip():
+        srv.extra["token"] = tok.stdout.strip().splitlines()[-1]
     srv.watch = TreeWatch(srv.pid)
     return srv
 

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 import orjson
 from pydicom.dataset import Dataset
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -194,11 +194,23 @@ def _statements(dialect: str) -> dict[str, Any]:
     return {
         "series": select(Series.id).where(Series.series_uid == bindparam("uid")),
         "study": select(Study.id).where(Study.study_uid == bindparam("uid")),
-        "study_owner": select(Study.institution_fk, Study.restricted_team_fk).where(
-            Study.study_uid == bindparam("uid")
+        # the study named, and the studies an existing series / instance of the same UID is in
+        "study_owner": union_all(
+            select(Study.id, Study.institution_fk, Study.restricted_team_fk).where(
+                Study.study_uid == bindparam("uid")
+            ),
+            select(Study.id, Study.institution_fk, Study.restricted_team_fk)
+            .join(Series, Series.study_fk == Study.id)
+            .where(Series.series_uid == bindparam("series")),
+            select(Study.id, Study.institution_fk, Study.restricted_team_fk)
+            .join(Series, Series.study_fk == Study.id)
+            .join(Instance, Instance.series_fk == Series.id)
+            .where(Instance.sop_uid == bindparam("sop")),
         ),
         "patient": select(Patient.id).where(
-            Patient.patient_id == bindparam("pid"), Patient.issuer == bindparam("issuer")
+            Patient.patient_id == bindparam("pid"),
+            Patient.issuer == bindparam("issuer"),
+            Patient.institution_fk == bindparam("inst"),
         ),
         "insert_series": ins(Series)
         .on_conflict_do_nothing(index_elements=["series_uid"])
@@ -207,7 +219,7 @@ def _statements(dialect: str) -> dict[str, Any]:
         .on_conflict_do_nothing(index_elements=["study_uid"])
         .returning(Study.id),
         "insert_patient": ins(Patient)
-        .on_conflict_do_nothing(index_elements=["patient_id", "issuer"])
+        .on_conflict_do_nothing(index_elements=["patient_id", "issuer", "institution_fk"])
         .returning(Patient.id),
         "insert_instance": ins(Instance)
         .on_conflict_do_nothing(index_elements=["sop_uid"])
@@ -279,7 +291,7 @@ def _get_or_create(
     conn: Connection,
     sql: dict[str, Any],
     kind: str,
-    key: dict[str, str],
+    key: dict[str, Any],
     values: Callable[[], dict[str, Any]],
 ) -> int:
     """The id of the ``kind`` row with ``key``, inserting it (race-safe) when absent."""
@@ -295,19 +307,27 @@ def _get_or_create(
 def _check_owner(
     archive: Archive, conn: Connection, p: ParsedInstance, principal: Principal
 ) -> None:
-    """Adding to an existing study needs the writer to see it; a new study is theirs."""
+    """Adding to an existing study needs the writer to see it; a new study is theirs.
+
+    The series and the SOP instance UID are checked too: an existing series (or
+    instance) of that UID would take the object into the study it is in.
+    """
     if principal.unrestricted:
         return
-    row = conn.execute(_statements(archive.dialect)["study_owner"], {"uid": p.study_uid}).first()
-    if row is None or (row[0] in principal.institution_ids and row[1] is None):
+    rows = conn.execute(
+        _statements(archive.dialect)["study_owner"],
+        {"uid": p.study_uid, "series": p.series_uid, "sop": p.sop_uid},
+    ).all()
+    foreign = {r[0] for r in rows if not (r[1] in principal.institution_ids and r[2] is None)}
+    if not foreign:
         return
-    visible = conn.scalar(
-        select(Study.id).where(Study.study_uid == p.study_uid, study_filter(principal))
+    visible = set(
+        conn.scalars(select(Study.id).where(Study.id.in_(sorted(foreign)), study_filter(principal)))
     )
-    if visible is None:
+    if foreign - visible:
         raise Forbidden(
-            f"{principal.describe()} may not add images to study {p.study_uid}: it belongs "
-            "to another institution or care team",
+            f"{principal.describe()} may not add images to study {p.study_uid}: it (or the "
+            "series or instance of the same UID) belongs to another institution or care team",
             sop_class_uid=p.sop_class_uid,
             sop_uid=p.sop_uid,
         )
@@ -341,7 +361,7 @@ def _study_fk(archive: Archive, conn: Connection, p: ParsedInstance, owner: int)
         return dict(
             study_uid=p.study_uid,
             institution_fk=owner,
-            patient_fk=_patient_fk(archive, conn, p),
+            patient_fk=_patient_fk(archive, conn, p, owner),
             study_date=p.text("StudyDate")[:8],
             study_time=p.text("StudyTime")[:16],
             accession_number=p.text("AccessionNumber")[:64],
@@ -357,15 +377,21 @@ def _study_fk(archive: Archive, conn: Connection, p: ParsedInstance, owner: int)
     return _get_or_create(conn, sql, "study", {"uid": p.study_uid}, values)
 
 
-def _patient_fk(archive: Archive, conn: Connection, p: ParsedInstance) -> int:
+def _patient_fk(archive: Archive, conn: Connection, p: ParsedInstance, owner: int) -> int:
+    """The owner institution's record of the patient (IDs are per institution)."""
     sql = _statements(archive.dialect)
-    key = {"pid": p.text("PatientID")[:64], "issuer": p.text("IssuerOfPatientID")[:64]}
+    key = {
+        "pid": p.text("PatientID")[:64],
+        "issuer": p.text("IssuerOfPatientID")[:64],
+        "inst": owner,
+    }
 
     def values() -> dict[str, Any]:
         name = p.text("PatientName")
         return dict(
             patient_id=key["pid"],
             issuer=key["issuer"],
+            institution_fk=owner,
             patient_name=name[:324],
             name_key=name_key(name),
             birth_date=p.text("PatientBirthDate")[:8],

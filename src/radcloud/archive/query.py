@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy.orm import aliased
 
 from radcloud.archive.service import Archive
 from radcloud.auth.access import Principal, study_filter
@@ -210,6 +211,8 @@ def _conditions(q: Query) -> tuple[list[ColumnElement[bool]], list[str]]:
         keyword = keyword_of(raw_key)
         if value is None or value == "" or value == "*":
             continue  # universal matching
+        if "\x00" in value:
+            raise BadQuery(f"{keyword} holds a NUL character")
         if keyword == "ModalitiesInStudy":
             conds.append(_modalities_in_study(value))
             continue
@@ -246,7 +249,8 @@ def _lower_level_exists(
 
 def _modalities_in_study(value: str) -> ColumnElement[bool]:
     mods = [m.strip() for m in value.replace(",", "\\").split("\\") if m.strip()]
-    return exists().where(Series.study_fk == Study.id, Series.modality.in_(mods))
+    other = aliased(Series)  # any series of the study, also when searching series/instances
+    return exists().where(other.study_fk == Study.id, other.modality.in_(mods))
 
 
 def _like_pattern(value: str) -> str:
@@ -260,6 +264,8 @@ def _match(keyword: str, column: Any, value: str, fuzzy: bool) -> ColumnElement[
         return _match_pn(keyword, column, value, fuzzy)
     if vr == "UI":
         uids = [u.strip() for u in value.replace(",", "\\").split("\\") if u.strip()]
+        if not uids:
+            raise BadQuery(f"{keyword} {value!r} holds no UID")
         return column.in_(uids) if len(uids) > 1 else column == uids[0]
     if vr in ("DA", "TM", "DT") and "-" in value:
         return _match_range(column, value, vr)

@@ -16,12 +16,13 @@ A study is visible to a principal when
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from functools import lru_cache
 
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
 from radcloud.auth.permissions import Perm
 from radcloud.errors import Forbidden
+from radcloud.store.db import utc_now
 from radcloud.store.models import Study, StudyGrant
 
 DEFAULT_INSTITUTION = 1
@@ -71,41 +72,50 @@ def system(name: str = "system") -> Principal:
 SYSTEM = system()
 
 
-def _active(now: datetime) -> ColumnElement[bool]:
+def _active() -> ColumnElement[bool]:
+    # the database's clock, so that a built filter can be reused (see _filter_for)
+    now = utc_now()
     return and_(
         StudyGrant.revoked_at.is_(None),
         or_(StudyGrant.expires_at.is_(None), StudyGrant.expires_at > now),
     )
 
 
-def study_filter(p: Principal, now: datetime | None = None) -> ColumnElement[bool]:
+def study_filter(p: Principal) -> ColumnElement[bool]:
     """A WHERE clause on :class:`Study` selecting what ``p`` may see."""
     if p.unrestricted:
         return true()
     if not p.can(Perm.STUDY_READ) and not p.can(Perm.STUDY_WRITE):
         return false()
-    now = now or datetime.now(UTC)
+    return _filter_for(p.institution_ids, p.user_id, p.group_ids)
+
+
+@lru_cache(maxsize=512)
+def _filter_for(
+    institutions: frozenset[int], user_id: int | None, groups: frozenset[int]
+) -> ColumnElement[bool]:
+    """Built once per distinct caller shape: building it costs more than running it."""
     grantee = [
         and_(StudyGrant.grantee_kind == "institution",
-             StudyGrant.grantee_id.in_(sorted(p.institution_ids))),
+             StudyGrant.grantee_id.in_(sorted(institutions))),
     ]  # fmt: skip
-    if p.user_id is not None:
-        grantee.append(and_(StudyGrant.grantee_kind == "user", StudyGrant.grantee_id == p.user_id))
-    if p.group_ids:
+    if user_id is not None:
+        grantee.append(and_(StudyGrant.grantee_kind == "user", StudyGrant.grantee_id == user_id))
+    if groups:
         grantee.append(
-            and_(StudyGrant.grantee_kind == "group", StudyGrant.grantee_id.in_(sorted(p.group_ids)))
+            and_(StudyGrant.grantee_kind == "group", StudyGrant.grantee_id.in_(sorted(groups)))
         )
-    granted = select(StudyGrant.study_fk).where(_active(now), or_(*grantee))
-    in_scope = or_(Study.institution_fk.in_(sorted(p.institution_ids)), Study.id.in_(granted))
+    granted = select(StudyGrant.study_fk).where(_active(), or_(*grantee))
+    in_scope = or_(Study.institution_fk.in_(sorted(institutions)), Study.id.in_(granted))
     open_case = [Study.restricted_team_fk.is_(None)]
-    if p.group_ids:
-        open_case.append(Study.restricted_team_fk.in_(sorted(p.group_ids)))
-    if p.user_id is not None:
+    if groups:
+        open_case.append(Study.restricted_team_fk.in_(sorted(groups)))
+    if user_id is not None:
         glass = select(StudyGrant.study_fk).where(
-            _active(now),
+            _active(),
             StudyGrant.reason == "break_glass",
             StudyGrant.grantee_kind == "user",
-            StudyGrant.grantee_id == p.user_id,
+            StudyGrant.grantee_id == user_id,
         )
         open_case.append(Study.id.in_(glass))
     return and_(in_scope, or_(*open_case))

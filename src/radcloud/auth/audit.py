@@ -53,6 +53,12 @@ class Event:
     ts: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
+def _text(value: str) -> str:
+    """A caller-supplied value as storable text: PostgreSQL refuses NUL characters, and one
+    unstorable event would hold up every event queued behind it."""
+    return value.replace("\x00", "\ufffd")
+
+
 def _ts_text(ts: datetime) -> str:
     ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -97,14 +103,14 @@ class Auditor:
     ) -> None:
         """Queue an event; ``fold`` merges repeats in a batch, ``wait`` writes it now."""
         ev = Event(
-            actor=(p.name if p else "anonymous")[:80],
+            actor=_text(p.name if p else "anonymous")[:80],
             actor_kind=p.kind if p else "anon",
             action=action,
             result=result,
             institution_id=p.institution_id if p else None,
-            study_uid=study_uid[:64],
-            target=target[:255],
-            source=(source if source is not None else (p.source if p else ""))[:64],
+            study_uid=_text(study_uid)[:64],
+            target=_text(target)[:255],
+            source=_text(source if source is not None else (p.source if p else ""))[:64],
             detail=detail or {},
             flagged=flagged,
         )

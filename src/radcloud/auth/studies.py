@@ -138,9 +138,7 @@ def break_glass(archive: Archive, p: Principal, study_uid: str, reason: str) -> 
     # the glass is broken over a care-team restriction inside one's own institutions (or, for
     # a platform admin, anywhere); another hospital's studies stay out of reach
     if row is None or not (p.is_platform or row.institution_fk in p.institution_ids):
-        audit.record(archive, p, "study.break_glass", audit.FAILED, study_uid=study_uid,
-                     detail={"reason": reason}, flagged=True, wait=True)  # fmt: skip
-        raise NotFound("no such study in the archive")
+        raise NotFound("no such study in the archive")  # audited (flagged) by the interface
     sid = row.id
     until = datetime.now(UTC) + timedelta(hours=archive.settings.break_glass_hours)
     with archive.write() as conn:

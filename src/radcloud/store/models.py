@@ -35,7 +35,12 @@ class Base(DeclarativeBase):
 
 class Patient(Base):
     __tablename__ = "patients"
-    __table_args__ = (UniqueConstraint("patient_id", "issuer", name="uq_patient_id_issuer"),)
+    # A patient ID is an institution's: the same ID at two hospitals is two patients.
+    __table_args__ = (
+        UniqueConstraint(
+            "patient_id", "issuer", "institution_fk", name="uq_patient_per_institution"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[str] = mapped_column(String(64), default="", index=True)
@@ -45,6 +50,7 @@ class Patient(Base):
     birth_date: Mapped[str] = mapped_column(String(8), default="")
     sex: Mapped[str] = mapped_column(String(16), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    institution_fk: Mapped[int] = mapped_column(Integer, default=1)
 
     studies: Mapped[list[Study]] = relationship(back_populates="patient")
 

@@ -16,11 +16,12 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError
 
 from radcloud import __version__
 from radcloud.archive.service import Archive
 from radcloud.errors import RadcloudError
-from radcloud.web.security import AuditMiddleware, enforce, route_rules
+from radcloud.web.security import AuditMiddleware, HeaderLimitMiddleware, enforce, route_rules
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def create_app(archive: Archive, *, health: Any = None) -> FastAPI:
     app.include_router(audit_log.router, prefix="/api", tags=["audit"])
     app.include_router(pages.router)
     app.add_middleware(AuditMiddleware)
+    app.add_middleware(HeaderLimitMiddleware)  # outermost: before anything reads the headers
     app.state.rules = route_rules(app)
 
     @app.exception_handler(RadcloudError)
@@ -66,6 +68,11 @@ def create_app(archive: Archive, *, health: Any = None) -> FastAPI:
         if exc.http_status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="radcloud"'
         return response
+
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError) -> Response:
+        # e.g. a NUL character, which PostgreSQL text refuses: the caller's input, not our fault
+        return problem(400, "Bad request", "a value in the request cannot be stored as given")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

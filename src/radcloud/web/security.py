@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from radcloud.auth import audit, sessions
 from radcloud.auth.access import Principal
 from radcloud.auth.permissions import Perm
-from radcloud.errors import Forbidden, RadcloudError, Unauthenticated
+from radcloud.errors import BadQuery, Forbidden, RadcloudError, Unauthenticated
 
 COOKIE = "radcloud_session"
 _SAFE = {"GET", "HEAD", "OPTIONS"}
@@ -42,6 +42,7 @@ class Rule:
     #: The service writes the success event itself (with its own detail and flag);
     #: the middleware records only refusals and failures.
     self_audited: bool = False
+    flagged: bool = False  # every attempt is flagged for review (break the glass)
 
 
 def _public(action: str, audit: bool = False) -> Rule:
@@ -52,8 +53,8 @@ def _any(action: str) -> Rule:
     return Rule(None, action)
 
 
-def _self(perm: Perm, action: str) -> Rule:
-    return Rule(perm, action, self_audited=True)
+def _self(perm: Perm, action: str, flagged: bool = False) -> Rule:
+    return Rule(perm, action, self_audited=True, flagged=flagged)
 
 
 _DW = "/dicom-web"
@@ -157,8 +158,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", "/api/studies/{study}/restriction"): Rule(
         Perm.STUDY_RESTRICT, "study.restrict", self_audited=True
     ),
-    ("POST", "/api/studies/{study}/break-glass"): Rule(
-        Perm.BREAK_GLASS, "study.break_glass", self_audited=True
+    ("POST", "/api/studies/{study}/break-glass"): _self(
+        Perm.BREAK_GLASS, "study.break_glass", flagged=True
     ),
     # the audit trail
     ("GET", "/api/audit"): Rule(Perm.AUDIT_READ, "audit.search"),
@@ -253,6 +254,10 @@ def enforce(request: Request) -> None:
     if rule is None:
         raise RadcloudError(f"no access rule for {request.method} {request.url.path}")
     request.state.rule = rule
+    if "\x00" in request.scope.get("path", "") or any(
+        "\x00" in k + v for k, v in request.query_params.multi_items()
+    ):  # PostgreSQL cannot take it; refused before it reaches the database
+        raise BadQuery("the URL holds a NUL character")
     archive = request.app.state.archive
     source = client_address(request)
     request.state.source = source
@@ -276,6 +281,35 @@ def enforce(request: Request) -> None:
             raise Forbidden("cross-site request refused")
     if rule.perm is not None:
         principal.require(rule.perm)
+
+
+#: Largest request head (all header lines) accepted, in bytes; nginx's default is 32 KiB.
+MAX_HEADER_BYTES = 32 * 1024
+
+
+class HeaderLimitMiddleware:
+    """Refuses requests whose headers together exceed ``MAX_HEADER_BYTES`` (431)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(k) + len(v) + 4 for k, v in scope.get("headers", ()))
+            if size > MAX_HEADER_BYTES:
+                body = (
+                    b'{"type":"about:blank","title":"Request header fields too large",'
+                    b'"status":431,"detail":"the request headers exceed '
+                    + str(MAX_HEADER_BYTES).encode()
+                    + b' bytes"}'
+                )
+                await send({"type": "http.response.start", "status": 431, "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                ]})  # fmt: skip
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
 
 
 class AuditMiddleware:
@@ -317,6 +351,7 @@ class AuditMiddleware:
             return
         params = scope.get("path_params", {})
         detail: dict[str, Any] = {"status": code, "method": scope.get("method", "")}
+        detail.update(state.get("audit_detail", {}))  # what the handler adds (a reason…)
         query = scope.get("query_string", b"")
         if query and rule.action == "study.search":
             detail["keys"] = sorted({k.split("=")[0] for k in query.decode("latin-1").split("&")})
@@ -324,4 +359,5 @@ class AuditMiddleware:
             app.state.archive, principal, rule.action, result,
             study_uid=str(params.get("study", "")), target=scope.get("path", "")[:255],
             source=state.get("source", ""), detail=detail, fold=rule.fold and result == "success",
+            flagged=rule.flagged,
         )  # fmt: skip

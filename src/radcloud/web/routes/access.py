@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from radcloud.auth import studies
@@ -57,7 +57,10 @@ class BreakGlassBody(BaseModel):
 
 
 @router.post("/studies/{study}/break-glass")
-def break_glass(study: str, body: BreakGlassBody, archive: ArchiveDep, who: Who) -> dict[str, Any]:
+def break_glass(
+    study: str, body: BreakGlassBody, request: Request, archive: ArchiveDep, who: Who
+) -> dict[str, Any]:
     """Emergency access for a few hours; audited and flagged for review."""
+    request.state.audit_detail = {"reason": body.reason}  # a refused attempt is audited with it
     until = studies.break_glass(archive, who, study, body.reason)
     return {"study": study, "until": until.isoformat()}

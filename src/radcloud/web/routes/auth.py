@@ -56,7 +56,8 @@ async def login(body: LoginBody, request: Request, archive: ArchiveDep) -> Respo
             sessions.login, archive, body.username, body.password, code=body.code, source=source
         )
     except RadcloudError as exc:
-        who = Principal(kind="user", name=body.username.strip()[:64] or "?", institution_id=0)
+        who = Principal(kind="user", name=body.username.strip()[:64] or "?",
+                        institution_id=_institution_of(archive, body.username))  # fmt: skip
         audit.record(archive, who, "login", audit.DENIED, source=source,
                      detail={"reason": exc.detail[:120]}, wait=True)  # fmt: skip
         raise
@@ -67,6 +68,14 @@ async def login(body: LoginBody, request: Request, archive: ArchiveDep) -> Respo
     )
     set_session_cookie(request, response, done.token, done.expires_at)
     return response
+
+
+def _institution_of(archive: ArchiveDep, username: str) -> int:
+    """The institution of a (failed) login's user, so its auditors see it; 0 if unknown."""
+    try:
+        return accounts.get_user(archive, username.strip()).institution_id
+    except RadcloudError:
+        return 0
 
 
 @router.post("/auth/logout")

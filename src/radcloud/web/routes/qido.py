@@ -63,11 +63,16 @@ def _control(q: Query, name: str, value: str) -> None:
         q.offset = _count(name, value, minimum=0)
 
 
+#: Largest limit/offset accepted (the databases' integer range is not a user's business).
+_MAX_COUNT = 2**31 - 1
+
+
 def _count(name: str, value: str, minimum: int) -> int:
-    if not value.strip().isdigit() or int(value) < minimum:
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or not minimum <= int(text) <= _MAX_COUNT:
         kind = "a positive" if minimum else "a non-negative"
-        raise BadQuery(f"{name} must be {kind} integer, not {value!r}")
-    return int(value)
+        raise BadQuery(f"{name} must be {kind} integer up to {_MAX_COUNT}, not {value!r}")
+    return int(text)
 
 
 def _search(request: Request, archive: ArchiveDep, base: str, q: Query) -> Response:
