@@ -78,6 +78,15 @@ def test_status_new_rotate(archive: Archive) -> None:
     r = cli(archive, "keys", "status")
     assert _row(r.stdout, second)[2] == "4" and _row(r.stdout, first)[2] == "0"
     assert {storage.key_id(k) for k in storage.keys()} == {second}
+    # key changes are in the audit trail, as the operator's
+    from radcloud.auth import audit
+    from radcloud.auth.access import SYSTEM
+
+    done_actions = [
+        (e["action"], e["target"], e["actor_kind"]) for e in audit.search(archive, SYSTEM)
+    ]
+    assert ("keys.new", second, "cli") in done_actions
+    assert done_actions.count(("keys.rotate", second, "cli")) == 2
 
 
 def test_rotate_encrypts_legacy_plain_blobs(make_archive: object) -> None:

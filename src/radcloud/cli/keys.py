@@ -107,6 +107,7 @@ def new() -> None:
         raise _fail(exc.detail) from None
     except OSError as exc:
         raise _fail(f"cannot write key file {path}: {exc.strerror}") from None
+    _audit(settings, "keys.new", key_id)
     out.print(f"New active key {key_id} in {path}.")
     out.print(
         "New blobs are encrypted with it from now on (a running server picks it up within "
@@ -148,8 +149,19 @@ def rotate(
     )
     for key, reason in failed[:SHOW_REASONS]:
         err.print(f"  [red]failed[/] blob {key}: {reason}")
+    _audit(settings, "keys.rotate", ring.active, {"blobs": len(keys), "failed": len(failed)})
     if failed:
         raise typer.Exit(1)
+
+
+def _audit(settings: Settings, action: str, target: str, detail: dict[str, int] | None = None
+           ) -> None:  # fmt: skip
+    """Key changes go into the audit trail, as done by the operator at the shell."""
+    from radcloud.auth import audit
+    from radcloud.cli.common import _archive, operator
+
+    with _archive(settings) as archive:
+        audit.record(archive, operator(archive), action, target=target, detail=detail, wait=True)
 
 
 # ------------------------------------------------------------------ decrypt

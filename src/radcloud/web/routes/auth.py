@@ -36,6 +36,7 @@ def me(archive: ArchiveDep, p: Principal) -> dict[str, Any]:
         "roles": list(p.roles),
         "permissions": sorted(p.permissions),
         "totp_enabled": info.totp_enabled if info else False,
+        "token_id": p.token_id,  # the session or token this request came with
     }
 
 
