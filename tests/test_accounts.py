@@ -273,3 +273,28 @@ def test_nul_characters_in_json_bodies_are_a_client_error(archive: Archive) -> N
     r = client.post("/api/tokens", json={"name": "bad\x00name"}, headers=h)
     assert r.status_code in (201, 400), r.text
     assert client.get("/api/auth/me", headers=h).status_code == 200
+
+
+def test_viewer_settings_follow_the_user(archive: Archive) -> None:
+    """Settings saved from one browser are there in another; nobody else sees them."""
+    alice = accounts.create_user(archive, "set-alice", PW)
+    bob = accounts.create_user(archive, "set-bob", PW)
+    client = TestClient(create_app(archive))
+    h = {"Authorization": "Bearer " + sessions.issue(archive, alice, "api")}
+    assert client.get("/api/me/settings", headers=h).json() == {}
+    layout = {"layout": "2x2", "presets": {"lung": [1500, -600]}, "overlay": {"CT": ["WL"]}}
+    assert client.put("/api/me/settings", json=layout, headers=h).status_code == 200
+    r = client.patch("/api/me/settings", json={"layout": "1x2", "overlay": None}, headers=h)
+    assert r.json() == {"layout": "1x2", "presets": {"lung": [1500, -600]}}
+    # another session of the same user (another PC) finds them
+    other_pc = TestClient(create_app(archive))
+    r = other_pc.post("/api/auth/login", json={"username": "set-alice", "password": PW})
+    assert other_pc.get("/api/me/settings").json()["layout"] == "1x2"
+    hb = {"Authorization": "Bearer " + sessions.issue(archive, bob, "api")}
+    assert client.get("/api/me/settings", headers=hb).json() == {}
+    assert client.put("/api/me/settings", json=[1, 2], headers=h).status_code == 422
+    big = {"x": "a" * (300 * 1024)}
+    assert client.put("/api/me/settings", json=big, headers=h).status_code == 413
+    r = client.put("/api/me/settings", content=b"{not json", headers=h)
+    assert r.status_code == 400
+    assert client.get("/api/me/settings").status_code == 401

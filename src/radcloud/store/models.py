@@ -277,6 +277,18 @@ class StudyGrant(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class UserSettings(Base):
+    """A user's viewer settings (layouts, presets, overlay, hanging protocols) as JSON."""
+
+    __tablename__ = "user_settings"
+
+    user_fk: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    data: Mapped[str] = mapped_column(Text, default="{}")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class AuditEvent(Base):
     """One entry of the append-only, hash-chained audit trail (triggers refuse UPDATE/DELETE)."""
 

@@ -111,6 +111,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/auth/login"): _public("login", audit=False),  # audited by the handler
     ("POST", "/api/auth/logout"): _any("logout"),
     ("GET", "/api/auth/me"): Rule(None, "auth.me", audit=False),
+    ("GET", "/api/me/settings"): Rule(None, "settings.read", audit=False),
+    ("PUT", "/api/me/settings"): Rule(None, "settings.change", audit=False),
+    ("PATCH", "/api/me/settings"): Rule(None, "settings.change", audit=False),
     ("POST", "/api/auth/password"): _any("user.password"),
     ("POST", "/api/auth/totp/setup"): _any("user.totp"),
     ("POST", "/api/auth/totp/enable"): _any("user.totp"),

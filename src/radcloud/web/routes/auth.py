@@ -5,15 +5,23 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from radcloud.auth import accounts, audit, sessions
+from radcloud.auth import accounts, audit, preferences, sessions
 from radcloud.auth.access import Principal
 from radcloud.auth.permissions import Perm
-from radcloud.errors import Forbidden, InvalidRequest, RadcloudError, Unauthenticated
+from radcloud.errors import (
+    Forbidden,
+    InvalidRequest,
+    MalformedBody,
+    PayloadTooLarge,
+    RadcloudError,
+    Unauthenticated,
+)  # fmt: skip
 from radcloud.web.deps import ArchiveDep, Who
 from radcloud.web.security import COOKIE
 
@@ -174,3 +182,39 @@ def create_token(body: TokenBody, archive: ArchiveDep, who: Who) -> dict[str, An
 def revoke_token(token_id: int, archive: ArchiveDep, who: Who) -> None:
     mine = None if who.can(Perm.USERS_MANAGE) and who.is_platform else who.user_id
     sessions.revoke(archive, token_id, user_id=mine)
+
+
+# ------------------------------------------------------------------ my settings
+
+
+def _settings_owner(who: Principal) -> int:
+    if who.user_id is None:
+        raise Forbidden("settings belong to users")
+    return who.user_id
+
+
+@router.get("/me/settings")
+def my_settings(archive: ArchiveDep, who: Who) -> dict[str, Any]:
+    """The caller's viewer settings ({} until saved once)."""
+    return preferences.get(archive, _settings_owner(who))
+
+
+@router.put("/me/settings")
+async def replace_settings(request: Request, archive: ArchiveDep, who: Who) -> dict[str, Any]:
+    return preferences.put(archive, _settings_owner(who), await _json(request))
+
+
+@router.patch("/me/settings")
+async def change_settings(request: Request, archive: ArchiveDep, who: Who) -> dict[str, Any]:
+    """Set some top-level keys (null removes one), keep the others."""
+    return preferences.merge(archive, _settings_owner(who), await _json(request))
+
+
+async def _json(request: Request) -> Any:
+    body = await request.body()
+    if len(body) > preferences.MAX_BYTES:
+        raise PayloadTooLarge(f"settings are limited to {preferences.MAX_BYTES // 1024} KiB")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBody(f"the body is not JSON: {exc}") from None
