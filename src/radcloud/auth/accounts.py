@@ -12,6 +12,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from threading import Lock
 from typing import Any
 
@@ -31,6 +32,7 @@ from radcloud.auth.permissions import (
     parse_roles,
 )
 from radcloud.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from radcloud.store.db import as_utc
 from radcloud.store.models import (
     Group,
     GroupMember,
@@ -204,7 +206,8 @@ class UserInfo:
 
 
 def _user(row: Any) -> UserInfo:
-    locked = row.locked_until is not None and _aware(row.locked_until) > _now()
+    until = as_utc(row.locked_until)
+    locked = until is not None and until > _now()
     return UserInfo(
         row.id, row.username, row.display_name, row.email, row.institution_fk,
         tuple(r for r in row.roles.split(",") if r), row.active, row.totp_enabled, locked,
@@ -644,13 +647,5 @@ def cli_principal(institution_id: int = DEFAULT_INSTITUTION) -> Principal:
     return Principal(**{**p.__dict__, "kind": "cli", "institution_id": institution_id})
 
 
-def _now() -> Any:
-    from datetime import UTC, datetime
-
+def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(ts: Any) -> Any:
-    from datetime import UTC
-
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)

@@ -26,6 +26,7 @@ from radcloud.archive.service import Archive
 from radcloud.auth import accounts, passwords, totp
 from radcloud.auth.access import Principal
 from radcloud.errors import InvalidRequest, NotFound, TooManyRequests, Unauthenticated
+from radcloud.store.db import as_utc
 from radcloud.store.models import AuthToken, User
 
 SESSION, API = "session", "api"
@@ -45,10 +46,6 @@ def token_hash(secret: str) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(ts: datetime | None) -> datetime | None:
-    return ts if ts is None or ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 class _IpLimiter:
@@ -106,7 +103,7 @@ def login(
         if row is not None and not ok:
             _count_failure(archive, row.id)
         raise Unauthenticated(LOGIN_FAILED)
-    locked = _aware(row.locked_until)
+    locked = as_utc(row.locked_until)
     if locked is not None and locked > now:
         IP_LIMITER.failed(source)
         raise Unauthenticated(LOGIN_FAILED)
@@ -178,10 +175,10 @@ def authenticate(archive: Archive, secret: str, source: str = "") -> Principal:
     now = _now()
     if row is None or row.revoked_at is not None:
         raise Unauthenticated("the access token is not valid (revoked or never issued)")
-    expires = _aware(row.expires_at)
+    expires = as_utc(row.expires_at)
     if expires is not None and expires <= now:
         raise Unauthenticated("the session has expired; log in again")
-    last = _aware(row.last_used_at) or now
+    last = as_utc(row.last_used_at) or now
     if row.kind == SESSION:
         idle = timedelta(minutes=archive.settings.session_idle_minutes)
         if now - last > idle:
@@ -223,10 +220,10 @@ def list_tokens(archive: Archive, user_id: int) -> list[dict[str, Any]]:
         ).all()
     now = _now()
     return [
-        dict(id=r.id, kind=r.kind, name=r.name, created_at=_aware(r.created_at),
-             expires_at=_aware(r.expires_at), last_used_at=_aware(r.last_used_at))
+        dict(id=r.id, kind=r.kind, name=r.name, created_at=as_utc(r.created_at),
+             expires_at=as_utc(r.expires_at), last_used_at=as_utc(r.last_used_at))
         for r in rows
-        if r.expires_at is None or (_aware(r.expires_at) or now) > now
+        if r.expires_at is None or (as_utc(r.expires_at) or now) > now
     ]  # fmt: skip
 
 

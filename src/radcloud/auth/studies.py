@@ -13,6 +13,7 @@ from radcloud.auth import audit
 from radcloud.auth.access import Principal, study_filter
 from radcloud.auth.permissions import Perm
 from radcloud.errors import Forbidden, InvalidRequest, NotFound
+from radcloud.store.db import as_utc
 from radcloud.store.models import Group, Institution, Study, StudyGrant, User
 
 GRANT_REASONS = ("consultation", "care_team", "explicit")
@@ -53,11 +54,11 @@ def access(archive: Archive, p: Principal, study_uid: str) -> StudyAccess:
         grants = conn.execute(
             select(StudyGrant).where(StudyGrant.study_fk == row.id, StudyGrant.revoked_at.is_(None))
         ).all()
-    active = [g for g in grants if g.expires_at is None or (_aware(g.expires_at) or now) > now]
+    active = [g for g in grants if g.expires_at is None or (as_utc(g.expires_at) or now) > now]
     return StudyAccess(
         row.study_uid, row.institution_fk, row.restricted_team_fk,
         [dict(id=g.id, grantee_kind=g.grantee_kind, grantee_id=g.grantee_id, reason=g.reason,
-              note=g.note, granted_by=g.granted_by, expires_at=_aware(g.expires_at))
+              note=g.note, granted_by=g.granted_by, expires_at=as_utc(g.expires_at))
          for g in active],
     )  # fmt: skip
 
@@ -151,7 +152,3 @@ def break_glass(archive: Archive, p: Principal, study_uid: str, reason: str) -> 
     audit.record(archive, p, "study.break_glass", study_uid=study_uid,
                  detail={"reason": reason.strip()}, flagged=True, wait=True)  # fmt: skip
     return until
-
-
-def _aware(ts: datetime | None) -> datetime | None:
-    return ts if ts is None or ts.tzinfo else ts.replace(tzinfo=UTC)

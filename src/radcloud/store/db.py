@@ -6,7 +6,7 @@ brings any database to head and is called on every start.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,16 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def as_utc(ts: datetime | None) -> datetime | None:
+    """A timestamp read back from the index as an aware UTC datetime.
+
+    SQLite hands back naive values (stored as UTC wall time), PostgreSQL aware ones.
+    """
+    if ts is None:
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 class utc_now(FunctionElement[datetime]):  # noqa: N801 - reads like the SQL function it is
