@@ -90,6 +90,10 @@ def _params(w: World, side: str, caller: int | None, path: str) -> dict[str, str
     values = {**study, "frames": "1", "tag": "7FE00010", "role": "clinician",
               "perm": "study.read", "name": "style.css", "institution_id": str(inst),
               "user_id": str(w.victims[side]), "group_id": str(w.groups[side])}  # fmt: skip
+    if path.startswith("/app/assets/"):  # the viewer's built assets have hashed names
+        from radcloud.web.routes.app_pages import ASSETS
+
+        values["name"] = min(p.name for p in ASSETS.glob("*.css"))
     if "{title}" in path:
         nodes.add_remote_ae(a, w.aes[side], "127.0.0.1", 104, institution_id=inst)
         values["title"] = w.aes[side]

@@ -58,6 +58,9 @@ def create_app(archive: Archive, *, health: Any = None) -> FastAPI:
     app.include_router(access.router, prefix="/api", tags=["study access"])
     app.include_router(audit_log.router, prefix="/api", tags=["audit"])
     app.include_router(pages.router)
+    from radcloud.web.routes import app_pages
+
+    app.include_router(app_pages.router)  # the study list at / and the viewer
     app.add_middleware(AuditMiddleware)
     app.add_middleware(HeaderLimitMiddleware)  # outermost: before anything reads the headers
     app.state.rules = route_rules(app)

@@ -173,6 +173,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/login"): _public("login.page"),
     ("GET", "/admin/assets/{name}"): _public("admin.asset"),
     ("GET", "/api/auth/methods"): _public("auth.methods"),
+    # the study list (at "/") and the viewer: the page shell and its built assets carry no
+    # patient data (it all comes from the DICOMweb API above)
+    ("GET", "/viewer"): _public("viewer.page"),
+    ("GET", "/app/assets/{name}"): _public("app.asset"),
 }
 
 

@@ -1,0 +1,102 @@
+// zh/en text. The language is the one picked on the admin pages (same localStorage key), else the browser's.
+
+const STORE_KEY = "radcloud.lang";
+export type Lang = "en" | "zh";
+
+const EN: Record<string, string> = {
+  "app.loading": "Loading…",
+  "nav.studies": "Studies", "nav.admin": "Admin", "nav.api": "API", "nav.logout": "Sign out",
+  "nav.switch": "Sign in as another user", "nav.health": "Health",
+  "list.title": "Studies", "list.patientId": "Patient ID", "list.patientName": "Patient name",
+  "list.modality": "Modality", "list.any": "Any", "list.from": "From", "list.to": "To",
+  "list.accession": "Accession", "list.search": "Search", "list.clear": "Clear",
+  "list.date": "Date", "list.description": "Description", "list.series": "Series",
+  "list.images": "Images", "list.none": "No studies match.", "list.prev": "Previous", "list.next": "Next",
+  "list.page": "Page {n}", "list.open": "Open", "list.error": "Search failed: {e}",
+  "viewer.series": "Series", "viewer.toggleSeries": "Series panel", "viewer.layout": "Layout",
+  "viewer.wl": "W/L", "viewer.pan": "Pan", "viewer.zoom": "Zoom", "viewer.scroll": "Scroll",
+  "viewer.length": "Length", "viewer.angle": "Angle", "viewer.ellipse": "Ellipse ROI",
+  "viewer.rect": "Rectangle ROI", "viewer.probe": "Probe", "viewer.fit": "Fit", "viewer.one": "1:1",
+  "viewer.rotate": "Rotate", "viewer.flipH": "Flip H", "viewer.flipV": "Flip V", "viewer.invert": "Invert",
+  "viewer.reset": "Reset", "viewer.cine": "Cine", "viewer.stop": "Stop", "viewer.fps": "fps",
+  "viewer.export": "PNG", "viewer.presets": "Presets", "viewer.back": "Studies",
+  "viewer.clearMeasure": "Clear", "viewer.empty": "Drop or click a series",
+  "viewer.noStudy": "No study given.", "viewer.error": "Could not load: {e}",
+  "viewer.keys": "Keys: 1–5 presets · ↑↓ scroll · R reset · I invert · H/V flip · [ ] rotate · F fit · Space cine",
+  "preset.lung": "Lung", "preset.mediastinum": "Mediastinum", "preset.bone": "Bone",
+  "preset.brain": "Brain", "preset.abdomen": "Abdomen",
+  "ov.im": "Im", "ov.se": "Se", "ov.zoom": "Zoom",
+};
+const ZH: Record<string, string> = {
+  "app.loading": "加载中…",
+  "nav.studies": "检查列表", "nav.admin": "管理", "nav.api": "接口", "nav.logout": "退出",
+  "nav.switch": "以其他用户登录", "nav.health": "健康状态",
+  "list.title": "检查列表", "list.patientId": "患者 ID", "list.patientName": "患者姓名",
+  "list.modality": "设备类型", "list.any": "全部", "list.from": "起", "list.to": "止",
+  "list.accession": "检查号", "list.search": "查询", "list.clear": "清空",
+  "list.date": "日期", "list.description": "检查描述", "list.series": "序列",
+  "list.images": "图像", "list.none": "没有符合条件的检查。", "list.prev": "上一页", "list.next": "下一页",
+  "list.page": "第 {n} 页", "list.open": "打开", "list.error": "查询失败：{e}",
+  "viewer.series": "序列", "viewer.toggleSeries": "序列面板", "viewer.layout": "布局",
+  "viewer.wl": "窗宽窗位", "viewer.pan": "平移", "viewer.zoom": "缩放", "viewer.scroll": "翻页",
+  "viewer.length": "测距", "viewer.angle": "角度", "viewer.ellipse": "椭圆 ROI",
+  "viewer.rect": "矩形 ROI", "viewer.probe": "CT 值", "viewer.fit": "适应", "viewer.one": "1:1",
+  "viewer.rotate": "旋转", "viewer.flipH": "水平翻转", "viewer.flipV": "垂直翻转", "viewer.invert": "反色",
+  "viewer.reset": "复位", "viewer.cine": "电影", "viewer.stop": "停止", "viewer.fps": "帧/秒",
+  "viewer.export": "导出 PNG", "viewer.presets": "窗位预设", "viewer.back": "检查列表",
+  "viewer.clearMeasure": "清除", "viewer.empty": "拖入或点击序列",
+  "viewer.noStudy": "未指定检查。", "viewer.error": "加载失败：{e}",
+  "viewer.keys": "快捷键：1–5 窗位预设 · ↑↓ 翻页 · R 复位 · I 反色 · H/V 翻转 · [ ] 旋转 · F 适应 · 空格 电影",
+  "preset.lung": "肺窗", "preset.mediastinum": "纵隔窗", "preset.bone": "骨窗",
+  "preset.brain": "脑窗", "preset.abdomen": "腹部窗",
+  "ov.im": "图像", "ov.se": "序列", "ov.zoom": "缩放",
+};
+
+function initial(): Lang {
+  try {
+    const saved = localStorage.getItem(STORE_KEY);
+    if (saved === "zh" || saved === "en") return saved;
+  } catch {
+    /* storage blocked */
+  }
+  const wanted = navigator.languages?.length ? navigator.languages : [navigator.language || "en"];
+  for (const l of wanted) {
+    if (l.toLowerCase().startsWith("zh")) return "zh";
+    if (l.toLowerCase().startsWith("en")) return "en";
+  }
+  return "en";
+}
+
+let current: Lang = initial();
+const listeners: Array<() => void> = [];
+
+export const lang = (): Lang => current;
+
+export function t(key: string, args: Record<string, string | number> = {}): string {
+  const text = (current === "zh" ? ZH : EN)[key] ?? EN[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, k: string) => String(args[k] ?? ""));
+}
+
+/** Fill every [data-i18n] element under ``root`` with its text. */
+export function translate(root: ParentNode = document): void {
+  document.documentElement.lang = current === "zh" ? "zh-CN" : "en";
+  root.querySelectorAll<HTMLElement>("[data-i18n]").forEach((el) => {
+    el.textContent = t(el.dataset.i18n || "");
+  });
+  root.querySelectorAll<HTMLElement>("[data-i18n-title]").forEach((el) => {
+    el.title = t(el.dataset.i18nTitle || "");
+  });
+}
+
+export function setLang(l: Lang): void {
+  current = l;
+  try {
+    localStorage.setItem(STORE_KEY, l);
+  } catch {
+    /* ignore */
+  }
+  translate();
+  listeners.forEach((f) => f());
+}
+
+export const onLangChange = (f: () => void): void => void listeners.push(f);
