@@ -558,3 +558,22 @@ def test_dicomweb_client_retrieves_everything(dicomweb: Any, archive: Archive) -
     assert meta["00080018"]["Value"] == [r.sop_uid]
     png = dicomweb.retrieve_instance_rendered(*uids, media_types=("image/png",))
     assert png.startswith(b"\x89PNG")
+
+
+def test_metadata_and_searches_are_gzipped_for_clients_that_accept_it(
+    client: TestClient, archive: Archive
+) -> None:
+    """Series metadata is repetitive JSON: on a thin link it goes gzip-encoded."""
+    _, r = ct_series(archive, 12)
+    url = f"/dicom-web/studies/{r.study_uid}/series/{r.series_uid}/metadata"
+    plain = client.get(url, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    packed = client.get(url, headers={"Accept-Encoding": "gzip, deflate"})
+    assert packed.headers["content-encoding"] == "gzip"
+    assert packed.headers["vary"] == "Accept-Encoding"
+    assert packed.json() == plain.json()  # httpx undoes the gzip
+    assert packed.num_bytes_downloaded * 4 < plain.num_bytes_downloaded
+    q = client.get("/dicom-web/studies", headers={"Accept-Encoding": "gzip;q=0"})
+    assert "content-encoding" not in q.headers
+    q = client.get("/dicom-web/instances", headers={"Accept-Encoding": "gzip"})
+    assert q.headers["content-encoding"] == "gzip" and len(q.json()) == 12

@@ -14,6 +14,7 @@ from radcloud.archive import query
 from radcloud.archive.query import Level, Query
 from radcloud.auth.access import Principal
 from radcloud.errors import BadQuery
+from radcloud.web import compress
 from radcloud.web.deps import ArchiveDep, BaseUrlDep
 from radcloud.web.multipart import negotiate
 
@@ -84,7 +85,7 @@ def _search(request: Request, archive: ArchiveDep, base: str, q: Query) -> Respo
     if not result.items:
         response = Response(status_code=204)
     else:
-        response = Response(orjson.dumps(result.items), media_type=media)
+        response = compress.json_response(request, orjson.dumps(result.items), media)
     for text in warnings:
         response.headers.append("Warning", text)
     return response

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from radcloud.archive import render_service, retrieve
@@ -24,6 +24,7 @@ from radcloud.archive.retrieve import InstanceRef
 from radcloud.auth.access import Principal
 from radcloud.dicom import codecs
 from radcloud.errors import BadQuery, NotAcceptable, NotFound, UnsupportedTransferSyntax
+from radcloud.web import compress
 from radcloud.web.deps import ArchiveDep, BaseUrlDep, Who
 from radcloud.web.multipart import multipart_writer
 
@@ -358,28 +359,35 @@ def retrieve_instance(
 # ------------------------------------------------------------------ metadata
 
 
-def _metadata(archive: ArchiveDep, who: Principal, accept: str | None, *uids: str) -> Response:
+def _metadata(
+    request: Request, archive: ArchiveDep, who: Principal, accept: str | None, *uids: str
+) -> Response:
     _require(accept, DICOM_JSON, "application/json", "application/*", "*/*")
-    return Response(retrieve.metadata(archive, *uids, principal=who), media_type=DICOM_JSON)
+    body = retrieve.metadata(archive, *uids, principal=who)
+    return compress.json_response(request, body, DICOM_JSON)
 
 
 @router.get("/studies/{study}/metadata")
-def study_metadata(study: str, archive: ArchiveDep, who: Who, accept: Accept = None) -> Response:
-    return _metadata(archive, who, accept, study)
+def study_metadata(
+    study: str, request: Request, archive: ArchiveDep, who: Who, accept: Accept = None
+) -> Response:
+    return _metadata(request, archive, who, accept, study)
 
 
 @router.get("/studies/{study}/series/{series}/metadata")
 def series_metadata(
-    study: str, series: str, archive: ArchiveDep, who: Who, accept: Accept = None
-) -> Response:
-    return _metadata(archive, who, accept, study, series)
+    study: str, series: str, request: Request, archive: ArchiveDep, who: Who,
+    accept: Accept = None,
+) -> Response:  # fmt: skip
+    return _metadata(request, archive, who, accept, study, series)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}/metadata")
 def instance_metadata(
-    study: str, series: str, instance: str, archive: ArchiveDep, who: Who, accept: Accept = None
-) -> Response:
-    return _metadata(archive, who, accept, study, series, instance)
+    study: str, series: str, instance: str, request: Request, archive: ArchiveDep, who: Who,
+    accept: Accept = None,
+) -> Response:  # fmt: skip
+    return _metadata(request, archive, who, accept, study, series, instance)
 
 
 # ------------------------------------------------------------------ frames and bulk data
