@@ -151,3 +151,12 @@ def test_ae_add_list_remove(archive: Archive) -> None:
 def test_help(archive: Archive, args: list[str]) -> None:
     r = cli(archive, *args)
     assert r.exit_code == 0 and "Usage" in r.stdout
+
+
+def test_version() -> None:
+    from typer.testing import CliRunner
+
+    from radcloud import __version__
+
+    r = CliRunner().invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.stdout.strip() == f"radcloud {__version__}"

@@ -42,6 +42,7 @@ app = typer.Typer(
     name="radcloud",
     help="radcloud: a DICOM archive with DICOMweb and DIMSE interfaces.",
     no_args_is_help=True,
+    invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -54,6 +55,20 @@ app.command("decrypt")(decrypt_cmd)
 
 #: How many failure reasons ``import`` prints.
 SHOW_REASONS = 10
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
+    ] = False,
+) -> None:
+    """radcloud: a DICOM archive with DICOMweb and DIMSE interfaces."""
+    if version:
+        from radcloud import __version__
+
+        print(f"radcloud {__version__}")
+        raise typer.Exit(0)
 
 
 def main() -> None:
