@@ -10,11 +10,18 @@ against ``radcloud serve`` holding a synthetic CT series of known geometry
 and a 100 HU disc (radius 30 pixels) at column 90, row 128.  It signs in,
 searches, opens the study, and checks pixels, the overlay, presets, a length
 (160 pixels = 120 mm) and an ellipse ROI mean (100 HU), the PNG export, and the
-phone layout.  Screenshots are copied to ``/tmp/radcloud-shots/viewer-*.png``.
+phone layout.  Then (issue 4) a Cobb angle (14.04°), a polyline (160 pixels =
+120 mm), a closed freehand area (40×40 pixels = 900 mm²), a cardiothoracic ratio
+(150 mm / 60 mm → 0.40), an arrow with text, the magnifier's power, colour maps,
+linked scrolling by position against a second 5 mm series numbered in reverse,
+and the user's settings on the server (custom W/L preset, layout, last tool,
+overlay fields per modality) after a reload and in a second browser.
+Screenshots are copied to ``/tmp/radcloud-shots/viewer-*.png`` and ``viewer2-*.png``.
 """
 
 from __future__ import annotations
 
+import copy
 import gzip
 import io
 import json
@@ -117,19 +124,64 @@ def test_viewer_needs_no_session_but_data_does(client: TestClient) -> None:
 
 def phantom_series() -> list[Dataset]:
     """24 axial CT slices of known geometry (see the module docstring); slice n has a
-    bright marker that moves with n, so scrolling visibly changes the picture."""
-    study, series, frame_of_reference = generate_uid(), generate_uid(), generate_uid()
+    bright marker that moves with n, so scrolling visibly changes the picture.
+
+    Then a second series of the same volume (same frame of reference): 12 slices of 5 mm
+    (every other position), numbered bottom-up (instance 1 is the highest slice), so
+    linked scrolling has to go by position, not by image number.  And a coronal series
+    (3 images) for the reference lines."""
+    study, frame_of_reference = generate_uid(), generate_uid()
+    axial = _series(study, frame_of_reference, generate_uid(), 2, SLICES, 2.5, False)
+    thick = _series(study, frame_of_reference, generate_uid(), 3, SLICES // 2, 5.0, True)
+    return axial + thick + _coronal(axial[0], generate_uid())
+
+
+#: The coronal series: row 0 lies at z = CORONAL_TOP mm, rows go down (−z) by SPACING.
+CORONAL_TOP = 66.0
+
+
+def _coronal(template: Dataset, series: str) -> list[Dataset]:
+    rows = np.arange(SIZE)[:, None]
+    cols = np.arange(SIZE)[None, :]
+    z = CORONAL_TOP - SPACING * rows
+    inside = (np.abs(cols - 128) <= 110) & (z >= -30) & (z <= -30 + 2.5 * (SLICES - 1))
+    out = []
+    for n, y in enumerate((-10.0, 0.0, 10.0)):
+        hu = np.where(inside, BODY_HU, -1000).astype(np.int32)
+        ds = copy.deepcopy(template)  # Dataset.update would share (and then change) its elements
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = series, 4, n + 1
+        ds.SeriesDescription = "Phantom coronal"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "CORONAL"]
+        ds.ImagePositionPatient = [-SIZE * SPACING / 2, y, CORONAL_TOP]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+        ds.SliceLocation = y
+        ds.PixelData = (hu + 1024).astype("<u2").tobytes()
+        out.append(ds)
+    return out
+
+
+def _series(
+    study: str,
+    frame_of_reference: str,
+    series: str,
+    number: int,
+    count: int,
+    step: float,
+    reverse: bool,
+) -> list[Dataset]:
     rows = np.arange(SIZE)[:, None]
     cols = np.arange(SIZE)[None, :]
     body = (rows - 128) ** 2 + (cols - 128) ** 2 <= 110**2
     cx, cy, r = DISC
     disc = (rows - cy) ** 2 + (cols - cx) ** 2 <= r**2
     out = []
-    for n in range(SLICES):
+    for n in range(count):
+        z = -30 + step * n
         hu = np.full((SIZE, SIZE), -1000, np.int32)
         hu[body] = BODY_HU
         hu[disc] = DISC_HU
-        marker = (rows - (60 + 6 * n)) ** 2 + (cols - 175) ** 2 <= 8**2
+        marker = (rows - (60 + 6 * round((z + 30) / 2.5))) ** 2 + (cols - 175) ** 2 <= 8**2
         hu[marker] = 1000
         ds = Dataset()
         ds.file_meta = FileMetaDataset()
@@ -142,15 +194,16 @@ def phantom_series() -> list[Dataset]:
         ds.PatientBirthDate = "19700101"
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
         ds.StudyDate, ds.StudyTime, ds.AccessionNumber = "20260315", "093000", "ACC-777"
-        ds.StudyDescription, ds.SeriesDescription = "CT CHEST", "Phantom 0.75 mm"
-        ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "1", 2, n + 1
+        ds.StudyDescription, ds.SeriesDescription = "CT CHEST", f"Phantom {step:g} mm"
+        ds.StudyID, ds.SeriesNumber = "1", number
+        ds.InstanceNumber = count - n if reverse else n + 1
         ds.Modality, ds.Manufacturer, ds.InstitutionName = "CT", "radcloud phantom", "Test Hospital"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.PixelSpacing = [SPACING, SPACING]
-        ds.SliceThickness = 2.5
-        ds.ImagePositionPatient = [-SIZE * SPACING / 2, -SIZE * SPACING / 2, -30 + 2.5 * n]
+        ds.SliceThickness = step
+        ds.ImagePositionPatient = [-SIZE * SPACING / 2, -SIZE * SPACING / 2, z]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.SliceLocation = -30 + 2.5 * n
+        ds.SliceLocation = z
         ds.FrameOfReferenceUID = frame_of_reference
         ds.Rows = ds.Columns = SIZE
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
@@ -236,6 +289,7 @@ def test_viewer_in_a_real_browser(tmp_path: Path) -> None:
                     "slices": SLICES,
                     "disc": DISC,
                     "discHU": DISC_HU,
+                    "coronalTop": CORONAL_TOP,
                     "patientId": PATIENT_ID,
                     "downloads": str(tmp_path / "downloads"),
                 }
@@ -250,7 +304,8 @@ def test_viewer_in_a_real_browser(tmp_path: Path) -> None:
         print(f"screenshots: {shots}")
         SHOTS_FOR_PEOPLE.mkdir(parents=True, exist_ok=True)
         for png in shots.glob("*.png"):
-            shutil.copy(png, SHOTS_FOR_PEOPLE / f"viewer-{png.name}")
+            name = png.name if png.name.startswith("viewer2-") else f"viewer-{png.name}"
+            shutil.copy(png, SHOTS_FOR_PEOPLE / name)
         assert run.returncode == 0, f"browser scenario failed:\n{run.stdout}\n{run.stderr}"
         assert "ok: study list and viewer passed" in run.stdout
         _bundle_report(run.stdout)

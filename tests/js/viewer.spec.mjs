@@ -111,6 +111,35 @@ async function settled(page, re, ok, slot = 0) {
   return value;
 }
 
+/** A mouse drag through image pixels `points` ([col, row] …), in small steps (freehand tools sample the path). */
+async function dragPath(page, points, slot = 0) {
+  const screen = [];
+  for (const [c, r] of points) screen.push(await screenPoint(page, c, r, slot));
+  await page.mouse.move(...screen[0]);
+  await page.mouse.down();
+  for (let k = 1; k < screen.length; k++) {
+    const [x0, y0] = screen[k - 1], [x1, y1] = screen[k];
+    const n = Math.max(2, Math.ceil(Math.hypot(x1 - x0, y1 - y0) / 4));
+    for (let i = 1; i <= n; i++) await page.mouse.move(x0 + ((x1 - x0) * i) / n, y0 + ((y1 - y0) * i) / n);
+  }
+  await page.mouse.up();
+}
+
+/** How many sampled canvas pixels are coloured (channels differ), i.e. a pseudo-colour map is on. */
+function chroma(page, slot = 0) {
+  return page.evaluate((s) => {
+    const src = window.__viewer.viewport(s).getCanvas();
+    const c = document.createElement("canvas");
+    c.width = src.width; c.height = src.height;
+    const ctx = c.getContext("2d");
+    ctx.drawImage(src, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4 * 7) if (Math.max(Math.abs(d[i] - d[i + 1]), Math.abs(d[i + 1] - d[i + 2])) > 30) n++;
+    return n;
+  }, slot);
+}
+
 const svgText = (page, slot = 0) => page.evaluate((s) => [...document.querySelectorAll(`#vp${s} svg text`)].map((t) => t.textContent).join(" | "), slot);
 
 async function desktop(browser) {
@@ -247,6 +276,240 @@ async function desktop(browser) {
   await context.close();
 }
 
+/** Issue 4: more measurements, magnifier, colour maps, settings kept on the server, linked scrolling, overlay per modality. */
+async function viewer2(browser) {
+  const target = "/viewer?study=" + STUDY_UID;
+  const context = await browser.newContext(DESKTOP);
+  let page = watch(await context.newPage(), "desktop2");
+  const saved = () => page.evaluate(() => window.__viewer.saved || 0);
+  const whenSaved = async (action) => {
+    const n = await saved();
+    await action();
+    await page.waitForFunction((k) => (window.__viewer.saved || 0) > k, n);
+  };
+  step("viewer 2: the layout chosen in the last session (2×2) comes back from the server settings");
+  await page.goto(base + target);
+  await signIn(page, target);
+  await ready(page);
+  assert.equal(await page.evaluate(() => window.__viewer.layout), "2x2");
+  assert.equal(await page.inputValue("#layout"), "2x2");
+  await whenSaved(() => page.selectOption("#layout", "1x2"));
+  await page.waitForFunction(() => /Im: 1\/12/.test(document.querySelector("#vp1 + .overlay .corner.bl")?.innerText || ""));
+  await page.click("#act-clear");
+
+  step("Cobb angle between a horizontal line and one rising 40 in 160 pixels: 14.04°");
+  await page.click("#tool-cobb");
+  await drag(page, await screenPoint(page, 40, 100), await screenPoint(page, 200, 100));
+  await drag(page, await screenPoint(page, 40, 180), await screenPoint(page, 200, 140));
+  const cobbWant = (Math.atan(40 / 160) * 180) / Math.PI;
+  const cobb = await settled(page, /([\d.]+)\s*°/, (v) => Math.abs(v - cobbWant) <= 0.5);
+  console.log(`  Cobb angle shown: ${cobb}° (expected ${cobbWant.toFixed(2)})`);
+  assert.ok(Math.abs(cobb - cobbWant) <= 0.5, `Cobb shows ${cobb}°`);
+  await page.click("#act-clear");
+
+  step("polyline: 80 + 80 pixels (an L) = 120 mm");
+  await page.click("#tool-polyline");
+  await dragPath(page, [[40, 40], [120, 40], [120, 120]]);
+  const polyWant = 160 * P.spacing;
+  const poly = await settled(page, /([\d.]+)\s*mm/, (v) => Math.abs(v - polyWant) <= 2);
+  console.log(`  polyline length shown: ${poly} mm (expected ${polyWant})`);
+  assert.ok(Math.abs(poly - polyWant) <= 2, `polyline shows ${poly} mm`);
+  await shot(page, "viewer2-desktop-polyline");
+  await page.click("#act-clear");
+
+  step("freehand ROI: a closed 40×40-pixel square = 900 mm²");
+  await page.click("#tool-freehand");
+  await dragPath(page, [[150, 150], [190, 150], [190, 190], [150, 190], [150, 152]]);
+  const areaWant = (40 * P.spacing) ** 2;
+  const area = await settled(page, /Area:\s*([\d.]+)\s*mm/, (v) => Math.abs(v - areaWant) <= areaWant * 0.05);
+  console.log(`  freehand area shown: ${area} mm² (expected ${areaWant})`);
+  assert.ok(Math.abs(area - areaWant) <= areaWant * 0.05, `freehand area shows ${area} mm²`);
+  await page.click("#act-clear");
+
+  step("cardiothoracic ratio: thorax 200 pixels (150 mm), heart 80 pixels (60 mm), drawn a little askew → 0.40");
+  await page.click("#tool-ctr");
+  await drag(page, await screenPoint(page, 28, 215), await screenPoint(page, 228, 222));
+  await drag(page, await screenPoint(page, 60, 60), await screenPoint(page, 140, 54));
+  const ctr = await settled(page, /CTR\s*([\d.]+)/, (v) => Math.abs(v - 0.4) <= 0.01);
+  const lengths = (await svgText(page)).match(/[\d.]+ mm/g);
+  const ratios = await page.evaluate(() => window.__viewer.ctr());
+  console.log(`  CTR shown: ${ctr}; lengths ${JSON.stringify(lengths)}; computed ${JSON.stringify(ratios)}`);
+  assert.ok(Math.abs(ctr - 0.4) <= 0.01, `CTR shows ${ctr}`);
+  assert.ok(lengths.some((x) => Math.abs(parseFloat(x) - 150) <= 1) && lengths.some((x) => Math.abs(parseFloat(x) - 60) <= 1),
+    "the CTR lengths are not horizontal: " + lengths);
+  await shot(page, "viewer2-desktop-ctr");
+  await page.click("#act-clear");
+
+  step("arrow annotation with text (typed into the viewer's own dialog)");
+  await page.click("#tool-arrow");
+  await drag(page, await screenPoint(page, 60, 70), await screenPoint(page, 100, 110));
+  await page.locator("#ask[open]").waitFor();
+  await page.fill("#ask-input", "病灶 lesion");
+  await page.click("#ask-ok");
+  await page.waitForFunction(() => [...document.querySelectorAll("#vp0 svg text")].some((t) => t.textContent.includes("病灶 lesion")));
+  assert.ok(await page.evaluate(() => window.__viewer.annotations().some((a) => a.tool === "ArrowAnnotate")));
+  await shot(page, "viewer2-desktop-arrow");
+  await page.click("#act-clear");
+
+  step("magnifier: the power setting is the zoom of the loupe (and it works a second time)");
+  for (const power of [4, 2]) {
+    await page.selectOption("#magnify-power", String(power));
+    await page.click("#tool-magnify");
+    const [x, y] = await screenPoint(page, P.disc[0], P.disc[1]);
+    await page.mouse.move(x, y);
+    await page.mouse.down();
+    await page.locator("#vp0 .magnifyTool").waitFor();
+    const ratio = await page.waitForFunction(([p]) => {
+      const e = window.__viewer.engine;
+      const m = e.getViewport("magnify-viewport");
+      const r = m && window.__viewer.viewport(0).getCamera().parallelScale / m.getCamera().parallelScale;
+      return r && Math.abs(r - p) < 0.01 ? r : false;
+    }, [power], { timeout: 5000 }).then((h) => h.jsonValue());
+    console.log(`  magnifier ${power}×: parallel scale ratio ${ratio}`);
+    if (power === 4) await shot(page, "viewer2-desktop-magnify");
+    await page.mouse.up();
+    await page.waitForFunction(() => !document.querySelector("#vp0 .magnifyTool"));
+  }
+
+  step("pseudo-colour: hsv colours the picture, grey takes it back");
+  assert.ok((await chroma(page)) < 50, "the picture is coloured before a colour map");
+  await page.selectOption("#colormap", "hsv");
+  await page.waitForFunction(() => window.__viewer.colormap === "hsv");
+  await page.waitForTimeout(200);
+  const coloured = await chroma(page);
+  await shot(page, "viewer2-desktop-hsv");
+  await page.keyboard.press("ArrowDown"); // the map stays on the next image
+  await page.waitForFunction(() => /Im: 2\//.test(document.querySelector("#vp0 + .overlay .corner.bl").innerText));
+  await page.waitForTimeout(200);
+  const next = await chroma(page);
+  await page.click("#act-reset"); // reset goes back to grey too
+  await page.waitForTimeout(200);
+  const afterReset = await chroma(page);
+  console.log(`  coloured samples: hsv ${coloured}, next image ${next}, after reset ${afterReset}`);
+  assert.ok(next > 1000 && afterReset < 50, "the colour map did not stay, or reset kept it");
+  assert.equal(await page.inputValue("#colormap"), "Grayscale");
+  await page.keyboard.press("ArrowUp");
+  await page.selectOption("#colormap", "Black-Body Radiation");
+  await page.waitForTimeout(200);
+  const hot = await chroma(page);
+  await page.selectOption("#colormap", "Grayscale");
+  await page.waitForTimeout(200);
+  const grey = await chroma(page);
+  console.log(`  coloured samples: hsv ${coloured}, hot iron ${hot}, grey ${grey}`);
+  assert.ok(coloured > 1000 && hot > 1000 && grey < 50, "colour maps did not apply");
+
+  step("linked scrolling by slice position: 2.5 mm series left, 5 mm series (reverse order) right");
+  await page.click("#act-link");
+  const box = await page.locator("#vp0").boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  for (let i = 0; i < 4; i++) await page.mouse.wheel(0, 120);
+  await page.waitForFunction(() => /Im: 5\//.test(document.querySelector("#vp0 + .overlay .corner.bl").innerText));
+  await page.waitForFunction(() => /Im: 10\/12/.test(document.querySelector("#vp1 + .overlay .corner.bl").innerText));
+  const z0 = (await corner(page, "bl", 0)).match(/Z: (-?[\d.]+)/)[1], z1 = (await corner(page, "bl", 1)).match(/Z: (-?[\d.]+)/)[1];
+  console.log(`  linked: left Im 5 at Z ${z0}, right Im 10/12 at Z ${z1}`);
+  assert.equal(z0, "-20.0");
+  assert.equal(z1, z0);
+  await shot(page, "viewer2-desktop-linked");
+  await page.click("#act-link");
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.wheel(0, 120);
+  await page.waitForFunction(() => /Im: 6\//.test(document.querySelector("#vp0 + .overlay .corner.bl").innerText));
+  await page.waitForTimeout(300);
+  assert.match(await corner(page, "bl", 1), /Im: 10\/12/, "unlinked, the right viewport still followed");
+
+  step("reference lines: the left (axial) slice drawn across a coronal image on the right, at its height");
+  await page.click("#vp1");
+  await page.click(".series-panel .series >> nth=2");
+  await page.waitForFunction(() => /Im: 1\/3/.test(document.querySelector("#vp1 + .overlay .corner.bl").innerText));
+  await page.click("#vp0");
+  await page.click("#act-reflines");
+  const refLine = async () => {
+    await page.waitForFunction(() => document.querySelector("#vp1 svg line"));
+    const z = Number((await corner(page, "bl", 0)).match(/Z: (-?[\d.]+)/)[1]);
+    const [, want] = await screenPoint(page, 128, (P.coronalTop - z) / P.spacing, 1);
+    for (let i = 0; i < 30; i++) {
+      const ys = await page.evaluate(() => {
+        const l = document.querySelector("#vp1 svg line");
+        const top = document.querySelector("#vp1").getBoundingClientRect().top;
+        return l ? [Number(l.getAttribute("y1")) + top, Number(l.getAttribute("y2")) + top] : [NaN, NaN];
+      });
+      if (ys.every((y) => Math.abs(y - want) <= 2)) return { z, want, ys };
+      await page.waitForTimeout(100);
+    }
+    throw new Error(`the reference line is not at z ${z} (screen y ${want})`);
+  };
+  const line1 = await refLine();
+  await page.keyboard.press("ArrowDown");
+  await page.keyboard.press("ArrowDown");
+  await page.waitForFunction((z) => !document.querySelector("#vp0 + .overlay .corner.bl").innerText.includes(`Z: ${z.toFixed(1)}`), line1.z);
+  const line2 = await refLine();
+  console.log(`  reference line at z ${line1.z} → y ${line1.ys[0].toFixed(1)}; after 2 slices z ${line2.z} → y ${line2.ys[0].toFixed(1)} (expected ${line2.want.toFixed(1)})`);
+  assert.ok(line2.ys[0] < line1.ys[0], "the line did not move up the coronal image as z rose");
+  await shot(page, "viewer2-desktop-reflines");
+  await page.click("#act-reflines");
+  await page.waitForFunction(() => !document.querySelector("#vp1 svg line"));
+
+  step("a custom W/L preset, saved to the server settings");
+  await page.click("#vp0");
+  await page.keyboard.press("3");
+  await page.waitForFunction(() => /W: 2000 L: 400/.test(document.querySelector("#vp0 + .overlay .corner.br").innerText));
+  await page.click("#tool-wl");
+  await drag(page, [box.x + box.width / 2, box.y + box.height / 2], [box.x + box.width / 2 - 60, box.y + box.height / 2 + 40]);
+  const custom = (await corner(page, "br")).match(/W: (-?\d+) L: (-?\d+)/).slice(1).map(Number);
+  assert.notDeepEqual(custom, [2000, 400]);
+  await page.click("#act-savepreset");
+  await page.locator("#ask[open]").waitFor();
+  await page.fill("#ask-input", "My window");
+  await whenSaved(() => page.click("#ask-ok"));
+  console.log(`  custom preset: W ${custom[0]} L ${custom[1]}`);
+
+  step("overlay text per modality: hide patient ID and institution for CT");
+  await page.click("#act-overlay");
+  await page.locator("#overlay-dialog[open]").waitFor();
+  await shot(page, "viewer2-desktop-overlay-dialog");
+  await page.uncheck("#ovf-pid");
+  await page.uncheck("#ovf-institution");
+  await whenSaved(() => page.click("#ovf-save"));
+  assert.doesNotMatch(await corner(page, "tl"), /RCV-0042/);
+  assert.doesNotMatch(await corner(page, "tr"), /Test Hospital/);
+  assert.match(await corner(page, "tl"), /王小明/);
+  await whenSaved(() => page.click("#tool-ellipse")); // the last tool used
+
+  const restored = async (p, label) => {
+    assert.equal(await p.evaluate(() => window.__viewer.layout), "1x2", label + ": layout");
+    assert.equal(await p.evaluate(() => window.__viewer.tool), "ellipse", label + ": tool");
+    assert.ok(await p.locator("#tool-ellipse.on").count(), label + ": tool button");
+    assert.doesNotMatch(await corner(p, "tl"), /RCV-0042/, label + ": overlay");
+    assert.doesNotMatch(await corner(p, "tr"), /Test Hospital/, label + ": overlay");
+    const value = await p.locator("#preset option", { hasText: "My window" }).getAttribute("value");
+    await p.selectOption("#preset", value);
+    await p.waitForFunction(([w, l]) => new RegExp(`W: ${w} L: ${l}\\b`).test(document.querySelector("#vp0 + .overlay .corner.br").innerText), custom);
+  };
+  step("reload: layout, tool, custom preset and overlay choice are still there");
+  await page.reload();
+  await ready(page);
+  await restored(page, "reload");
+
+  step("a second browser (another PC) signed in as the same user sees them too");
+  const other = await browser.newContext({ ...DESKTOP, locale: "zh-CN" });
+  const page2 = watch(await other.newPage(), "desktop2-other");
+  await page2.goto(base + target);
+  await signIn(page2, target);
+  await ready(page2);
+  await restored(page2, "second browser");
+  assert.equal(await page2.locator("#act-link").innerText(), "联动翻页");
+  await shot(page2, "viewer2-desktop-zh");
+  // put the overlay back for the rest of the run
+  page = page2;
+  await page2.click("#act-overlay");
+  await page2.check("#ovf-pid");
+  await page2.check("#ovf-institution");
+  await whenSaved(() => page2.click("#ovf-save"));
+  assert.match(await corner(page2, "tl"), /RCV-0042/);
+  await other.close();
+  await context.close();
+}
+
 async function phone(browser) {
   const context = await browser.newContext(PHONE);
   const page = watch(await context.newPage(), "phone");
@@ -260,6 +523,14 @@ async function phone(browser) {
   assert.ok((await canvasStats(page)).lit > 1000);
   step("phone: one-finger drag scrolls, two fingers pinch-zoom");
   await shot(page, "phone-viewer");
+  await shot(page, "viewer2-phone");
+  assert.equal(await page.evaluate(() => window.__viewer.tool), "scroll", "a phone starts on scroll");
+  await page.click("#act-overlay"); // the settings dialog fits a phone
+  await page.locator("#overlay-dialog[open]").waitFor();
+  const dlg = await page.locator("#overlay-dialog").boundingBox();
+  assert.ok(dlg.width <= 390 && dlg.x >= 0, "the overlay dialog does not fit the phone: " + JSON.stringify(dlg));
+  await shot(page, "viewer2-phone-overlay-dialog");
+  await page.click("#ovf-cancel");
   const cdp = await context.newCDPSession(page);
   const x = box.x + box.width / 2, y0 = box.y + box.height * 0.3;
   const touch = (type, points) => cdp.send("Input.dispatchTouchEvent", { type, touchPoints: points });
@@ -287,6 +558,7 @@ const browser = await chromium.launch(LAUNCH);
 let failed = false;
 try {
   await desktop(browser);
+  await viewer2(browser);
   await phone(browser);
   if (problems.length) throw new Error("problems in the pages:\n" + problems.join("\n"));
   console.log("ok: study list and viewer passed");

@@ -1,6 +1,6 @@
 // The viewer: series panel, 1×1 / 1×2 / 2×2 StackViewports over WADO-RS, 2D tools, overlay, cine, PNG export.
 
-import { init as csInit, RenderingEngine, Enums, utilities as csUtils, type Types } from "@cornerstonejs/core";
+import { init as csInit, RenderingEngine, Enums, eventTarget, utilities as csUtils, type Types } from "@cornerstonejs/core";
 import * as cst from "@cornerstonejs/tools";
 import { init as loaderInit, wadors } from "@cornerstonejs/dicom-image-loader";
 import { getJSON, h, signIn, tagStr, tagNum, fmtDate, type DicomJson } from "./api";
@@ -34,6 +34,52 @@ class HUProbeTool extends cst.ProbeTool {
   }
 }
 
+/** An open freehand line (the polyline): its length. */
+class PolylineTool extends cst.PlanarFreehandROITool {
+  static toolName = "Polyline";
+}
+
+/**
+ * Cardiothoracic ratio: two horizontal lengths (thorax, heart) on one image; the later one of
+ * each pair shows the ratio (shorter / longer).  The end point is pulled onto the horizontal.
+ */
+class CTRTool extends cst.LengthTool {
+  static toolName = "CardiothoracicRatio";
+}
+
+/** MagnifyTool that magnifies again on its second use (5.14 keeps a "removed" flag set for good). */
+class MagnifierTool extends cst.MagnifyTool {
+  static toolName = cst.MagnifyTool.toolName;
+  constructor(props: Record<string, unknown> = {}) {
+    super(props);
+    const self = this as unknown as { _hasBeenRemoved: boolean; preMouseDownCallback: (e: unknown) => boolean };
+    const down = self.preMouseDownCallback;
+    self.preMouseDownCallback = (e: unknown) => { self._hasBeenRemoved = false; return down(e); };
+    const touch = this as unknown as { preTouchStartCallback: (e: unknown) => void };
+    touch.preTouchStartCallback = (e: unknown) => { self.preMouseDownCallback(e); };
+  }
+}
+
+/** Pseudo-colour maps (Cornerstone / vtk.js presets): [name, label key]; the first is grey. */
+export const COLORMAPS: Array<[string, string]> = [
+  ["Grayscale", "cmap.grey"], ["Black-Body Radiation", "cmap.hotIron"], ["jet", "cmap.jet"], ["hsv", "cmap.hsv"], ["rainbow", "cmap.rainbow"],
+];
+
+/** Overlay fields a user can hide per modality: [key, label key]. */
+const OVERLAY_FIELDS: Array<[string, string]> = [
+  ["name", "ovf.name"], ["pid", "ovf.pid"], ["sexAge", "ovf.sexAge"], ["institution", "ovf.institution"], ["date", "ovf.date"],
+  ["study", "ovf.study"], ["series", "ovf.series"], ["image", "ovf.image"], ["position", "ovf.position"], ["wl", "ovf.wl"], ["zoom", "ovf.zoom"],
+];
+
+/** What the viewer keeps in the user's server settings (``/api/me/settings`` → ``viewer``). */
+interface ViewerSettings {
+  presets?: Array<{ name: string; w: number; l: number }>;
+  layout?: string;
+  tool?: string;
+  magnify?: number;
+  overlay?: Record<string, string[]>; // modality → hidden fields
+}
+
 /** Window presets on the number keys 1–5: [key, width, level]. */
 export const PRESETS: Array<[string, number, number]> = [
   ["lung", 1500, -600], ["mediastinum", 350, 50], ["bone", 2000, 400], ["brain", 80, 40], ["abdomen", 400, 50],
@@ -43,7 +89,10 @@ const TOOLS: Array<[string, string, string]> = [ // [id, tool name, label key]
   ["zoom", cst.ZoomTool.toolName, "viewer.zoom"], ["scroll", cst.StackScrollTool.toolName, "viewer.scroll"],
   ["length", cst.LengthTool.toolName, "viewer.length"], ["angle", cst.AngleTool.toolName, "viewer.angle"],
   ["ellipse", cst.EllipticalROITool.toolName, "viewer.ellipse"], ["rect", cst.RectangleROITool.toolName, "viewer.rect"],
-  ["probe", cst.ProbeTool.toolName, "viewer.probe"],
+  ["probe", cst.ProbeTool.toolName, "viewer.probe"], ["cobb", cst.CobbAngleTool.toolName, "viewer.cobb"],
+  ["polyline", PolylineTool.toolName, "viewer.polyline"], ["freehand", cst.PlanarFreehandROITool.toolName, "viewer.freehand"],
+  ["ctr", CTRTool.toolName, "viewer.ctr"], ["arrow", cst.ArrowAnnotateTool.toolName, "viewer.arrow"],
+  ["magnify", cst.MagnifyTool.toolName, "viewer.magnify"],
 ];
 const LAYOUTS: Record<string, [number, number]> = { "1x1": [1, 1], "1x2": [1, 2], "2x2": [2, 2] };
 
@@ -69,6 +118,26 @@ export async function viewer(main: HTMLElement): Promise<void> {
   }
   document.body.classList.add("viewer-mode");
 
+  // ---- the user's settings (server side, so they follow the user to any PC) ----
+  let settings: ViewerSettings = {};
+  try {
+    const all = await getJSON<{ viewer?: ViewerSettings }>("/api/me/settings");
+    if (all && typeof all.viewer === "object" && all.viewer) settings = all.viewer;
+  } catch {
+    /* a token without a user, or the server is older: defaults */
+  }
+  let saving: Promise<void> = Promise.resolve();
+  let saves = 0;
+  function saveSettings(change: Partial<ViewerSettings>): Promise<void> {
+    Object.assign(settings, change);
+    saving = saving.then(async () => { // one at a time, so the last change wins
+      const r = await fetch("/api/me/settings", { method: "PATCH", credentials: "same-origin",
+        headers: { "Content-Type": "application/json" }, body: JSON.stringify({ viewer: settings }) });
+      if (r.ok) hook.saved = ++saves;
+    }).catch(() => undefined);
+    return saving;
+  }
+
   // ---- the page ------------------------------------------------------------
   const btn = (id: string, key: string, title = "") =>
     h("button", { class: "btn tool", type: "button", id, "data-i18n": key, ...(title ? { title } : {}) }, t(key));
@@ -78,13 +147,23 @@ export async function viewer(main: HTMLElement): Promise<void> {
   const layoutSel = h("select", { id: "layout", "aria-label": "layout" });
   for (const k of Object.keys(LAYOUTS)) layoutSel.append(h("option", { value: k }, k.replace("x", "×")));
   const presetSel = h("select", { id: "preset", "aria-label": "preset" }, h("option", { value: "", "data-i18n": "viewer.presets" }, t("viewer.presets")));
-  PRESETS.forEach(([k], i) => presetSel.append(h("option", { value: k, "data-i18n": "preset." + k }, t("preset." + k))));
+  function fillPresets(): void {
+    presetSel.replaceChildren(h("option", { value: "", "data-i18n": "viewer.presets" }, t("viewer.presets")));
+    PRESETS.forEach(([k]) => presetSel.append(h("option", { value: k, "data-i18n": "preset." + k }, t("preset." + k))));
+    (settings.presets || []).forEach((p, i) => presetSel.append(h("option", { value: "custom:" + i }, `★ ${p.name} (${p.w}/${p.l})`)));
+  }
+  fillPresets();
+  const cmapSel = h("select", { id: "colormap", "aria-label": "colormap", "data-i18n-title": "viewer.colormap", title: t("viewer.colormap") });
+  for (const [name, key] of COLORMAPS) cmapSel.append(h("option", { value: name, "data-i18n": key }, t(key)));
+  const powerSel = h("select", { id: "magnify-power", "aria-label": "magnifier power", "data-i18n-title": "viewer.power", title: t("viewer.power") });
+  for (const p of [2, 3, 4, 6, 8]) powerSel.append(h("option", { value: String(p) }, `${p}×`));
+  powerSel.value = String([2, 3, 4, 6, 8].includes(settings.magnify ?? 0) ? settings.magnify : 3);
   const fps = h("input", { id: "fps", type: "number", min: "1", max: "60", value: "15", "aria-label": "fps" });
   toolbar.append(back, togglePanel, layoutSel);
   const toolButtons = new Map<string, HTMLButtonElement>();
   for (const [id, , key] of TOOLS) {
     const b = btn("tool-" + id, key) as HTMLButtonElement;
-    b.addEventListener("click", () => selectTool(id));
+    b.addEventListener("click", () => selectTool(id, true));
     toolButtons.set(id, b);
     toolbar.append(b);
   }
@@ -95,11 +174,15 @@ export async function viewer(main: HTMLElement): Promise<void> {
     ["flipH", "viewer.flipH", () => act((vp) => vp.setViewPresentation({ flipHorizontal: !vp.getViewPresentation().flipHorizontal }))],
     ["flipV", "viewer.flipV", () => act((vp) => vp.setViewPresentation({ flipVertical: !vp.getViewPresentation().flipVertical }))],
     ["invert", "viewer.invert", () => act((vp) => vp.setProperties({ invert: !vp.getProperties().invert }))],
-    ["reset", "viewer.reset", () => act((vp) => { vp.resetCamera(); vp.resetProperties(); })],
+    ["reset", "viewer.reset", () => { act((vp) => { vp.resetCamera(); vp.resetProperties(); }); cmapSel.value = COLORMAPS[0][0]; hook.colormap = undefined; }],
     ["clear", "viewer.clearMeasure", () => { cst.annotation.state.removeAllAnnotations(); engine.render(); }],
     ["cine", "viewer.cine", () => toggleCine()],
+    ["savepreset", "viewer.savePreset", () => void saveCustomPreset()],
+    ["link", "viewer.link", () => setLinked(!linked)],
+    ["reflines", "viewer.refLines", () => setRefLines(!refLines)],
+    ["overlay", "viewer.overlaySettings", () => overlayDialog()],
   ];
-  toolbar.append(presetSel);
+  toolbar.append(presetSel, cmapSel, powerSel);
   for (const [id, key, f] of actions) {
     const b = btn("act-" + id, key);
     b.addEventListener("click", f);
@@ -113,10 +196,29 @@ export async function viewer(main: HTMLElement): Promise<void> {
   const panel = h("aside", { class: "series-panel", id: "series-panel" });
   const grid = h("div", { class: "grid", id: "grid" });
   const info = h("div", { class: "viewer-info" }, h("span", { class: "keys", "data-i18n": "viewer.keys" }, t("viewer.keys")));
-  main.replaceChildren(h("section", { class: "viewer" }, toolbar, h("div", { class: "viewer-body" }, panel, grid), info));
+  // a small modal for a line of text (arrow labels, preset names): window.prompt is blocked in some kiosks
+  const askInput = h("input", { id: "ask-input", type: "text", maxlength: "80" });
+  const askTitle = h("div", { class: "dlg-title" });
+  const askDlg = h("dialog", { id: "ask", class: "dlg" },
+    h("form", { method: "dialog" }, askTitle, askInput, h("div", { class: "dlg-actions" },
+      h("button", { class: "btn", value: "cancel", id: "ask-cancel", "data-i18n": "dlg.cancel" }, t("dlg.cancel")),
+      h("button", { class: "btn primary", value: "ok", id: "ask-ok", "data-i18n": "dlg.ok" }, t("dlg.ok")))));
+  function ask(key: string, value = ""): Promise<string | null> {
+    askTitle.textContent = t(key);
+    askInput.value = value;
+    askDlg.returnValue = "";
+    askDlg.showModal();
+    askInput.focus();
+    return new Promise((ok) => askDlg.addEventListener("close", () => {
+      const v = askInput.value.trim();
+      ok(askDlg.returnValue === "ok" && v ? v : null);
+    }, { once: true }));
+  }
+  const ovDlg = h("dialog", { id: "overlay-dialog", class: "dlg" });
+  main.replaceChildren(h("section", { class: "viewer" }, toolbar, h("div", { class: "viewer-body" }, panel, grid), info), askDlg, ovDlg);
   if (phone()) panel.classList.add("strip");
   togglePanel.addEventListener("click", () => { panel.hidden = !panel.hidden; requestAnimationFrame(() => engine.resize(true, true)); });
-  onLangChange(() => { translate(main); slots.forEach(updateOverlay); });
+  onLangChange(() => { translate(main); fillPresets(); slots.forEach(updateOverlay); });
 
   const slots: Slot[] = [0, 1, 2, 3].map((i) => {
     const el = h("div", { class: "vp", id: "vp" + i, "data-slot": String(i), tabindex: "0" }) as HTMLDivElement;
@@ -124,6 +226,7 @@ export async function viewer(main: HTMLElement): Promise<void> {
     const overlay = h("div", { class: "overlay" }) as HTMLDivElement;
     const cell = h("div", { class: "cell", "data-slot": String(i) }, el, overlay, h("div", { class: "empty", "data-i18n": "viewer.empty" }, t("viewer.empty")));
     cell.addEventListener("pointerdown", () => setActive(i));
+    cell.addEventListener("wheel", () => setActive(i), { passive: true });
     cell.addEventListener("dragover", (e) => { e.preventDefault(); cell.classList.add("drop"); });
     cell.addEventListener("dragleave", () => cell.classList.remove("drop"));
     cell.addEventListener("drop", (e) => {
@@ -136,6 +239,7 @@ export async function viewer(main: HTMLElement): Promise<void> {
     return { el, overlay, id: "vp" + i, enabled: false };
   });
   let active = 0;
+  let refLines = false;
 
   // ---- Cornerstone ---------------------------------------------------------
   await csInit();
@@ -145,15 +249,78 @@ export async function viewer(main: HTMLElement): Promise<void> {
   });
   cst.init();
   for (const T of [cst.WindowLevelTool, cst.PanTool, cst.ZoomTool, cst.StackScrollTool, cst.LengthTool, cst.AngleTool,
-    cst.EllipticalROITool, cst.RectangleROITool, HUProbeTool]) cst.addTool(T);
+    cst.EllipticalROITool, cst.RectangleROITool, HUProbeTool, cst.CobbAngleTool, PolylineTool, cst.PlanarFreehandROITool,
+    CTRTool, cst.ArrowAnnotateTool, MagnifierTool, cst.ReferenceLinesTool]) cst.addTool(T);
   const group = ToolGroupManager.getToolGroup(GROUP) || ToolGroupManager.createToolGroup(GROUP)!;
-  for (const [, name] of TOOLS) group.addTool(name);
+  const toolConfig: Record<string, Record<string, unknown>> = {
+    [cst.PlanarFreehandROITool.toolName]: { allowOpenContours: false }, // the area tool always closes
+    [PolylineTool.toolName]: { allowOpenContours: true, calculateStats: true },
+    [CTRTool.toolName]: { getTextLines: ctrText },
+    [cst.ArrowAnnotateTool.toolName]: {
+      getTextCallback: (done: (text: string | null) => void) => void ask("viewer.arrowText").then((v) => done(v)),
+      changeTextCallback: (data: { text?: string }, _e: unknown, done: (text: string | null) => void) =>
+        void ask("viewer.arrowText", data.text || "").then((v) => done(v ?? data.text ?? "")),
+    },
+    [cst.MagnifyTool.toolName]: { magnifySize: Number(powerSel.value) },
+  };
+  for (const [, name] of TOOLS) group.addTool(name, toolConfig[name] || {});
+  group.addTool(cst.ReferenceLinesTool.toolName, { sourceViewportId: "vp0" });
+  powerSel.addEventListener("change", () => {
+    group.setToolConfiguration(cst.MagnifyTool.toolName, { magnifySize: Number(powerSel.value) });
+    void saveSettings({ magnify: Number(powerSel.value) });
+  });
+
+  // cardiothoracic ratio: the end point stays on the horizontal through the start; pairs give the ratio
+  type Ann = cst.Types.Annotation;
+  const ctrAnnotations = (imageId?: string): Ann[] => cst.annotation.state.getAllAnnotations()
+    .filter((a) => a.metadata?.toolName === CTRTool.toolName && (!imageId || a.metadata?.referencedImageId === imageId));
+  const lengthOf = (a: Ann): number | undefined => {
+    const st = Object.values((a.data as { cachedStats?: Record<string, { length?: number }> }).cachedStats || {});
+    return st.map((x) => x.length).filter((x): x is number => typeof x === "number").at(-1);
+  };
+  function ctrOf(a: Ann): number | undefined {
+    const same = ctrAnnotations(a.metadata?.referencedImageId);
+    const k = same.indexOf(a);
+    if (k < 1 || k % 2 !== 1) return undefined; // the 2nd of each pair shows the ratio
+    const x = lengthOf(same[k - 1]), y = lengthOf(a);
+    if (!x || !y) return undefined;
+    return Math.min(x, y) / Math.max(x, y);
+  }
+  function ctrText(data: Ann["data"], targetId: string): string[] {
+    const st = (data as { cachedStats?: Record<string, { length?: number; unit?: string }> }).cachedStats?.[targetId];
+    if (!st || typeof st.length !== "number") return [];
+    const lines = [`${st.length.toFixed(1)} ${st.unit || "mm"}`];
+    const a = ctrAnnotations().find((x) => x.data === data);
+    const r = a && ctrOf(a);
+    if (r !== undefined) lines.push(`CTR ${r.toFixed(2)}`);
+    return lines;
+  }
+  function horizontal(evt: Event): void {
+    const a = (evt as CustomEvent<{ annotation?: Ann }>).detail?.annotation;
+    if (!a || a.metadata?.toolName !== CTRTool.toolName) return;
+    const pts = a.data.handles?.points as Types.Point3[] | undefined;
+    const vp = vpOf(slots[active]);
+    if (!pts || pts.length < 2 || !vp) return;
+    const { viewUp, viewPlaneNormal } = vp.getCamera();
+    if (!viewUp || !viewPlaneNormal) return;
+    const r = [viewUp[1] * viewPlaneNormal[2] - viewUp[2] * viewPlaneNormal[1], viewUp[2] * viewPlaneNormal[0] - viewUp[0] * viewPlaneNormal[2],
+      viewUp[0] * viewPlaneNormal[1] - viewUp[1] * viewPlaneNormal[0]];
+    const d = [0, 1, 2].reduce((s, i) => s + (pts[1][i] - pts[0][i]) * r[i], 0);
+    const end = [0, 1, 2].map((i) => pts[0][i] + d * r[i]) as Types.Point3;
+    if ([0, 1, 2].every((i) => Math.abs(end[i] - pts[1][i]) < 1e-6)) return;
+    pts[1] = end;
+    a.invalidated = true;
+    for (const o of ctrAnnotations(a.metadata?.referencedImageId)) o.invalidated = true; // the partner's ratio
+    cst.utilities.triggerAnnotationRenderForViewportIds(slots.filter((s) => s.enabled).map((s) => s.id));
+  }
+  eventTarget.addEventListener(TE.Events.ANNOTATION_COMPLETED, horizontal);
+  eventTarget.addEventListener(TE.Events.ANNOTATION_MODIFIED, horizontal);
   group.setToolActive(cst.StackScrollTool.toolName, { bindings: [{ mouseButton: TE.MouseBindings.Wheel }] });
   group.setToolActive(cst.PanTool.toolName, { bindings: [{ mouseButton: TE.MouseBindings.Auxiliary }] });
   group.setToolActive(cst.ZoomTool.toolName, { bindings: [{ mouseButton: TE.MouseBindings.Secondary }, { numTouchPoints: 2 }] });
   const engine = new RenderingEngine(ENGINE);
   let primary = "";
-  function selectTool(id: string): void {
+  function selectTool(id: string, save = false): void {
     const name = TOOLS.find(([i]) => i === id)?.[1];
     if (!name) return;
     if (primary) {
@@ -171,8 +338,10 @@ export async function viewer(main: HTMLElement): Promise<void> {
     primary = id;
     toolButtons.forEach((b, k) => b.classList.toggle("on", k === id));
     hook.tool = id;
+    if (save && settings.tool !== id) void saveSettings({ tool: id });
   }
-  selectTool(phone() ? "scroll" : "wl");
+  // a phone starts on scroll (one finger); a desktop where the user left it
+  selectTool(phone() ? "scroll" : TOOLS.some(([i]) => i === settings.tool) ? settings.tool! : "wl");
 
   // ---- series --------------------------------------------------------------
   const seriesList: Series[] = [];
@@ -252,10 +421,13 @@ export async function viewer(main: HTMLElement): Promise<void> {
     group.addViewport(slot.id, ENGINE);
     slot.enabled = true;
     slot.el.addEventListener(Enums.Events.IMAGE_RENDERED, () => scheduleOverlay(slot));
+    slot.el.addEventListener(Enums.Events.STACK_NEW_IMAGE, () => { if (slots[active] === slot) syncFrom(slot); });
   }
 
-  function setLayout(name: string): void {
-    const [rows, cols] = LAYOUTS[name] || LAYOUTS["1x1"];
+  function setLayout(name: string, save = false): void {
+    if (!LAYOUTS[name]) name = "1x1";
+    const [rows, cols] = LAYOUTS[name];
+    if (save && settings.layout !== name) void saveSettings({ layout: name });
     layoutSel.value = name;
     grid.style.gridTemplateRows = `repeat(${rows}, minmax(0, 1fr))`;
     grid.style.gridTemplateColumns = `repeat(${cols}, minmax(0, 1fr))`;
@@ -280,10 +452,12 @@ export async function viewer(main: HTMLElement): Promise<void> {
     if (active >= rows * cols) setActive(0);
     hook.layout = name;
   }
-  layoutSel.addEventListener("change", () => setLayout(layoutSel.value));
+  layoutSel.addEventListener("change", () => setLayout(layoutSel.value, true));
 
   function setActive(i: number): void {
+    const changed = active !== i;
     active = i;
+    if (changed && refLines) group.setToolConfiguration(cst.ReferenceLinesTool.toolName, { sourceViewportId: slots[i].id });
     slots.forEach((s, k) => s.el.parentElement!.classList.toggle("active", k === i));
   }
 
@@ -305,12 +479,16 @@ export async function viewer(main: HTMLElement): Promise<void> {
     const w = Math.round(wl?.windowWidth ?? 0), l = Math.round(wl?.windowCenter ?? 0);
     const pos = meta?.["00201041"]?.Value?.[0];
     const thick = tagStr(meta, "00180050");
+    const hidden = new Set(settings.overlay?.[s.modality] || []); // the user's choice for this modality
+    const f = (key: string, text: string) => (hidden.has(key) ? "" : text);
     return [
-      [tagStr(studyInfo, "00100010") || tagStr(meta, "00100010"), tagStr(meta, "00100020"), [tagStr(meta, "00100040"), tagStr(meta, "00101010")].filter(Boolean).join(" ")],
-      [tagStr(meta, "00080080"), fmtDate(tagStr(meta, "00080020")), tagStr(studyInfo, "00081030") || tagStr(meta, "00081030")],
-      [`${t("ov.se")}: ${s.number} ${s.description}`, `${t("ov.im")}: ${idx + 1}/${vp.getImageIds().length}`,
-        [pos != null ? `Z: ${Number(pos).toFixed(1)}` : "", thick ? `T: ${thick} mm` : ""].filter(Boolean).join("  ")],
-      [`W: ${w} L: ${l}${invert ? " INV" : ""}`, `${t("ov.zoom")}: ${vp.getZoom().toFixed(2)}`],
+      [f("name", tagStr(studyInfo, "00100010") || tagStr(meta, "00100010")), f("pid", tagStr(meta, "00100020")),
+        f("sexAge", [tagStr(meta, "00100040"), tagStr(meta, "00101010")].filter(Boolean).join(" "))],
+      [f("institution", tagStr(meta, "00080080")), f("date", fmtDate(tagStr(meta, "00080020"))),
+        f("study", tagStr(studyInfo, "00081030") || tagStr(meta, "00081030"))],
+      [f("series", `${t("ov.se")}: ${s.number} ${s.description}`), f("image", `${t("ov.im")}: ${idx + 1}/${vp.getImageIds().length}`),
+        f("position", [pos != null ? `Z: ${Number(pos).toFixed(1)}` : "", thick ? `T: ${thick} mm` : ""].filter(Boolean).join("  "))],
+      [f("wl", `W: ${w} L: ${l}${invert ? " INV" : ""}`), f("zoom", `${t("ov.zoom")}: ${vp.getZoom().toFixed(2)}`)],
     ];
   }
   function updateOverlay(slot: Slot): void {
@@ -318,6 +496,31 @@ export async function viewer(main: HTMLElement): Promise<void> {
     const text = overlayText(slot);
     slot.overlay.replaceChildren(...corners.map((c, k) => h("div", { class: "corner " + c, "data-corner": c },
       ...text[k].filter(Boolean).map((line) => h("div", {}, line)))));
+  }
+
+  /** Which overlay fields show for the active viewport's modality; kept in the user's settings. */
+  function overlayDialog(): void {
+    const modality = seriesList.find((x) => x.uid === slots[active].series)?.modality || "CT";
+    const hidden = new Set(settings.overlay?.[modality] || []);
+    const boxes = OVERLAY_FIELDS.map(([k, key]) => {
+      const cb = h("input", { type: "checkbox", id: "ovf-" + k, "data-field": k });
+      cb.checked = !hidden.has(k);
+      return h("label", { class: "ovf" }, cb, h("span", {}, t(key)));
+    });
+    ovDlg.replaceChildren(h("form", { method: "dialog" },
+      h("div", { class: "dlg-title" }, t("viewer.overlayFor", { m: modality })), h("div", { class: "ovf-grid" }, ...boxes),
+      h("div", { class: "dlg-actions" },
+        h("button", { class: "btn", value: "cancel", id: "ovf-cancel" }, t("dlg.cancel")),
+        h("button", { class: "btn primary", value: "ok", id: "ovf-save" }, t("dlg.save")))));
+    ovDlg.returnValue = "";
+    ovDlg.addEventListener("close", () => {
+      if (ovDlg.returnValue !== "ok") return;
+      const off = OVERLAY_FIELDS.map(([k]) => k).filter((k) => !(ovDlg.querySelector("#ovf-" + k) as HTMLInputElement).checked);
+      const overlay = { ...(settings.overlay || {}), [modality]: off };
+      void saveSettings({ overlay });
+      slots.forEach(updateOverlay);
+    }, { once: true });
+    ovDlg.showModal();
   }
 
   // ---- actions -------------------------------------------------------------
@@ -336,13 +539,95 @@ export async function viewer(main: HTMLElement): Promise<void> {
     return 1 / fit;
   }
   function applyPreset(key: string): void {
-    const p = PRESETS.find(([k]) => k === key);
+    const custom = key.startsWith("custom:") ? settings.presets?.[Number(key.slice(7))] : undefined;
+    const p = custom ? [custom.name, custom.w, custom.l] : PRESETS.find(([k]) => k === key);
     if (!p) return;
-    const [, w, l] = p;
+    const [, w, l] = p as [string, number, number];
     act((vp) => vp.setProperties({ voiRange: csUtils.windowLevel.toLowHighRange(w, l) }));
     hook.preset = key;
   }
   presetSel.addEventListener("change", () => { applyPreset(presetSel.value); presetSel.value = ""; });
+
+  async function saveCustomPreset(): Promise<void> {
+    const vp = vpOf(slots[active]);
+    const range = vp?.getProperties().voiRange;
+    if (!range) return;
+    const wl = csUtils.windowLevel.toWindowLevel(range.lower, range.upper);
+    const name = await ask("viewer.presetName", t("viewer.custom"));
+    if (!name) return;
+    const presets = (settings.presets || []).filter((p) => p.name !== name);
+    presets.push({ name, w: Math.round(wl.windowWidth), l: Math.round(wl.windowCenter) });
+    fillPresets();
+    await saveSettings({ presets: presets.slice(-12) });
+    fillPresets();
+  }
+
+  function setColormap(name: string): void {
+    act((vp) => vp.setProperties({ colormap: { name } }));
+    cmapSel.value = name;
+    hook.colormap = name;
+  }
+  cmapSel.addEventListener("change", () => setColormap(cmapSel.value));
+
+  // ---- linked scrolling: the other viewports go to the image nearest in patient position ----
+  let linked = false;
+  function setLinked(on: boolean): void {
+    linked = on;
+    const b = document.getElementById("act-link")!;
+    b.classList.toggle("on", on);
+    b.setAttribute("aria-pressed", String(on));
+    hook.linked = on;
+    if (on) syncFrom(slots[active]);
+  }
+  /** Reference (scout) lines: the active viewport's plane drawn across the other, non-parallel viewports. */
+  function setRefLines(on: boolean): void {
+    refLines = on;
+    const name = cst.ReferenceLinesTool.toolName;
+    if (on) {
+      group.setToolConfiguration(name, { sourceViewportId: slots[active].id });
+      group.setToolEnabled(name);
+    } else group.setToolDisabled(name);
+    const b = document.getElementById("act-reflines")!;
+    b.classList.toggle("on", on);
+    b.setAttribute("aria-pressed", String(on));
+    hook.refLines = on;
+    engine.render();
+  }
+  const metaOf = (id: string) => wadors.metaDataManager.get(id) as unknown as DicomJson | undefined;
+  function normalOf(id: string): number[] | undefined {
+    const iop = metaOf(id)?.["00200037"]?.Value as number[] | undefined;
+    if (iop?.length !== 6) return undefined;
+    return [iop[1] * iop[5] - iop[2] * iop[4], iop[2] * iop[3] - iop[0] * iop[5], iop[0] * iop[4] - iop[1] * iop[3]];
+  }
+  /** Where an image lies along its normal (mm): ImagePositionPatient · (row × column), else SliceLocation. */
+  function depthOf(id: string): number | undefined {
+    const ipp = metaOf(id)?.["00200032"]?.Value as number[] | undefined;
+    const n = normalOf(id);
+    if (ipp?.length === 3 && n) return ipp[0] * n[0] + ipp[1] * n[1] + ipp[2] * n[2];
+    return tagNum(metaOf(id), "00201041");
+  }
+  function syncFrom(src: Slot): void {
+    const vp = vpOf(src);
+    const id = vp?.getCurrentImageId();
+    if (!linked || !id) return;
+    const z = depthOf(id);
+    const frame = tagStr(metaOf(id), "00200052");
+    const normal = normalOf(id);
+    if (z === undefined) return;
+    for (const slot of slots) {
+      const other = slot === src || !slot.enabled ? undefined : vpOf(slot);
+      const ids = other?.getImageIds() || [];
+      if (!other || !ids.length || tagStr(metaOf(ids[0]), "00200052") !== frame) continue;
+      const n = normalOf(ids[0]);
+      if (normal && n && Math.abs(normal[0] * n[0] + normal[1] * n[1] + normal[2] * n[2]) < 0.99) continue; // another orientation
+      let best = -1, gap = Infinity;
+      ids.forEach((x, k) => {
+        const d = depthOf(x);
+        if (d !== undefined && Math.abs(d - z) < gap) { gap = Math.abs(d - z); best = k; }
+      });
+      if (best >= 0 && best !== other.getCurrentImageIdIndex()) void other.setImageIdIndex(best);
+    }
+  }
 
   let cine = false;
   function toggleCine(): void {
@@ -414,10 +699,11 @@ export async function viewer(main: HTMLElement): Promise<void> {
   }
 
   // ---- keyboard ------------------------------------------------------------
-  const keyTools: Record<string, string> = { w: "wl", p: "pan", z: "zoom", s: "scroll", l: "length", a: "angle", e: "ellipse", o: "rect", c: "probe" };
+  const keyTools: Record<string, string> = { w: "wl", p: "pan", z: "zoom", s: "scroll", l: "length", a: "angle", e: "ellipse", o: "rect", c: "probe",
+    b: "cobb", y: "polyline", d: "freehand", k: "ctr", t: "arrow", m: "magnify" };
   document.addEventListener("keydown", (e) => {
     const target = e.target as HTMLElement;
-    if (e.ctrlKey || e.metaKey || e.altKey || target.matches("input, select, textarea")) return;
+    if (e.ctrlKey || e.metaKey || e.altKey || target.matches("input, select, textarea") || target.closest("dialog")) return;
     const k = e.key;
     if (/^[1-5]$/.test(k)) applyPreset(PRESETS[Number(k) - 1][0]);
     else if (k === "ArrowDown" || k === "ArrowRight" || k === "PageDown") scroll(k === "PageDown" ? 10 : 1);
@@ -430,7 +716,10 @@ export async function viewer(main: HTMLElement): Promise<void> {
     else if (k === "]" || k === "[") act((vp) => vp.setViewPresentation({ rotation: (vp.getViewPresentation().rotation ?? 0) + (k === "]" ? 90 : 270) }));
     else if (k === "f") actions[0][2]();
     else if (k === " ") toggleCine();
-    else if (keyTools[k]) selectTool(keyTools[k]);
+    else if (k === "n") setLinked(!linked);
+    else if (k === "x") setRefLines(!refLines);
+    else if (k === "g") setColormap(COLORMAPS[0][0]);
+    else if (keyTools[k]) selectTool(keyTools[k], true);
     else return;
     e.preventDefault();
   });
@@ -442,7 +731,7 @@ export async function viewer(main: HTMLElement): Promise<void> {
   const firstImage = new Promise<void>((ok) => {
     slots[0].el.addEventListener(Enums.Events.IMAGE_RENDERED, () => ok(), { once: true });
   });
-  setLayout(phone() ? "1x1" : (params.get("layout") || "1x1"));
+  setLayout(phone() ? "1x1" : (params.get("layout") || settings.layout || "1x1"));
   setActive(0);
   if (first) await show(0, first.uid);
   await firstImage;
@@ -455,6 +744,9 @@ export async function viewer(main: HTMLElement): Promise<void> {
   hook.viewport = (i = 0) => vpOf(slots[i]);
   hook.imageToWorld = csUtils.imageToWorldCoords;
   hook.annotationsRaw = () => cst.annotation.state.getAllAnnotations().map((a) => a.data.handles?.points);
+  hook.settings = () => settings;
+  hook.ctr = () => ctrAnnotations().map(ctrOf).filter((x) => x !== undefined);
+  hook.linked = linked;
   hook.status = "ready";
   document.body.dataset.viewerReady = "1";
 }
