@@ -41,11 +41,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import data, measure, report, servers  # noqa: E402
+from harness import data, measure, netns, report, servers  # noqa: E402
 from harness.measure import Ctx, Result  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
-INNER_FLAG = "--_inner"
+INNER_FLAG = netns.INNER_FLAG
 MOVE_AET = "STORESCP"
 
 
@@ -95,64 +95,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                 groups.append(x)
     a.groups = groups
     return a
-
-
-# ------------------------------------------------------------------------- isolation
-def outer(argv: list[str], a: argparse.Namespace) -> int:
-    """Create the private network namespace, run the benchmark inside it, remove it."""
-    mode = a.netns
-    if mode == "auto":
-        if os.geteuid() == 0 and shutil.which("ip"):
-            mode = "ip"
-        elif shutil.which("unshare") and _ok(["unshare", "-rn", "true"]):
-            mode = "unshare"
-        else:
-            mode = "none"
-    me = [sys.executable, str(Path(__file__).resolve())] + argv
-    if mode == "none":
-        print("warning: no network namespace; servers listen on this machine's interfaces")
-        return inner(a, "loopback of the host (no namespace)")
-    ns = f"rcbench-{os.getpid()}"
-    if mode == "ip":
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        cmd = ["ip", "netns", "exec", ns] + me + [INNER_FLAG, f"ip netns {ns}"]
-    else:
-        cmd = ["unshare", "-rn"] + me + [INNER_FLAG, "unshare -rn"]
-    child: subprocess.Popen[bytes] | None = None
-
-    def forward(signum: int, _frame: Any) -> None:
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGINT)
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        if mode == "ip":
-            subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
-        child = subprocess.Popen(cmd)
-        while True:
-            try:
-                return child.wait()
-            except KeyboardInterrupt:
-                continue
-    finally:
-        if mode == "ip":
-            # Safety net: anything of ours still inside the namespace is ended by its pid.
-            left = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
-            for pid in left.stdout.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-            subprocess.run(["ip", "netns", "del", ns], check=False)
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-def _ok(cmd: list[str]) -> bool:
-    try:
-        return subprocess.run(cmd, capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 # ------------------------------------------------------------------------- the run
@@ -433,7 +375,7 @@ def main() -> int:
         return inner(a, a.inner)
     if not a.skip_orthanc:  # the peer is installed by the bench itself, not by hand
         subprocess.run(["bash", str(Path(__file__).with_name("setup"))], check=True)
-    return outer([x for x in argv], a)
+    return netns.outer(__file__, argv, a, inner, "rcbench")
 
 
 if __name__ == "__main__":

@@ -38,12 +38,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import servers  # noqa: E402
+from harness import netns, servers  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 JS = BENCH / "js" / "viewer_load.mjs"
-INNER_FLAG = "--_inner"
+INNER_FLAG = netns.INNER_FLAG
 WEBVIEWER = servers.ORTHANC_PLUGIN_DIR / "libOrthancWebViewer.so"
 #: 100 Mbit/s both ways, 2 ms added latency (CDP Network.emulateNetworkConditions)
 THROTTLE = {"downloadThroughput": 12.5e6, "uploadThroughput": 12.5e6, "latency": 2}
@@ -62,63 +62,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--netns", choices=["auto", "ip", "unshare", "none"], default="auto")
     ap.add_argument(INNER_FLAG, dest="inner", default="", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
-
-
-# ------------------------------------------------------------------------- isolation
-def outer(argv: list[str], a: argparse.Namespace) -> int:
-    """Run the benchmark inside a private network namespace (as run_all.py does)."""
-    mode = a.netns
-    if mode == "auto":
-        if os.geteuid() == 0 and shutil.which("ip"):
-            mode = "ip"
-        elif shutil.which("unshare") and _ok(["unshare", "-rn", "true"]):
-            mode = "unshare"
-        else:
-            mode = "none"
-    if mode == "none":
-        print("warning: no network namespace; servers listen on this machine's interfaces")
-        return inner(a, "loopback of the host (no namespace)")
-    me = [sys.executable, str(Path(__file__).resolve())] + argv
-    ns = f"rcview-{os.getpid()}"
-    if mode == "ip":
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        cmd = ["ip", "netns", "exec", ns] + me + [INNER_FLAG, f"ip netns {ns}"]
-    else:
-        cmd = ["unshare", "-rn"] + me + [INNER_FLAG, "unshare -rn"]
-    child: subprocess.Popen[bytes] | None = None
-
-    def forward(signum: int, _frame: Any) -> None:
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGINT)
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        if mode == "ip":
-            subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
-        child = subprocess.Popen(cmd)
-        while True:
-            try:
-                return child.wait()
-            except KeyboardInterrupt:
-                continue
-    finally:
-        if mode == "ip":
-            left = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
-            for pid in left.stdout.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-            subprocess.run(["ip", "netns", "del", ns], check=False)
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-def _ok(cmd: list[str]) -> bool:
-    try:
-        return subprocess.run(cmd, capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
@@ -532,7 +475,7 @@ def main() -> int:
         return inner(a, a.inner)
     if not a.skip_orthanc:  # the peer (with its web viewer) is installed by the bench itself
         subprocess.run(["bash", str(BENCH / "setup")], check=True)
-    return outer(argv, a)
+    return netns.outer(__file__, argv, a, inner, "rcview")
 
 
 if __name__ == "__main__":
