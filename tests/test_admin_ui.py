@@ -12,12 +12,11 @@ to a temporary folder; a desktop and a phone one are also copied to
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import _browser
 import httpx
 import pytest
 
@@ -25,11 +24,8 @@ from radcloud.archive.service import Archive
 from radcloud.config import Settings
 from radcloud.web.app import create_app
 
-JS = Path(__file__).parent / "js"
-SPEC = JS / "admin.spec.mjs"
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS_FOR_PEOPLE = Path("/tmp/radcloud-shots")
-ADMIN_PASSWORD = "Admin-pass-2024"
+SPEC = _browser.JS / "admin.spec.mjs"
+ADMIN_PASSWORD = _browser.ADMIN_PASSWORD
 
 
 def _archive(tmp_path: Path, **settings: object) -> Archive:
@@ -154,17 +150,6 @@ async def test_landing_page_links_to_sign_in(client: httpx.AsyncClient) -> None:
 # ------------------------------------------------------------------ the browser
 
 
-def _node() -> str:
-    node = shutil.which("node") or "/usr/bin/node"
-    if not Path(node).exists():
-        pytest.fail("Node.js is missing: run scripts/setup (it installs Debian's nodejs)")
-    if not (JS / "node_modules" / "playwright-core").is_dir():
-        pytest.fail("tests/js/node_modules/playwright-core is missing: run scripts/setup")
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: run scripts/setup (it installs Debian's chromium)")
-    return node
-
-
 def _store_a_study(base: str) -> str:
     """A CT study in the default institution, stored over STOW-RS as the admin."""
     from dicom_factory import make_ct, multipart_related
@@ -187,32 +172,17 @@ def _store_a_study(base: str) -> str:
 def test_admin_pages_in_a_real_browser(tmp_path: Path) -> None:
     from _server import Server
 
-    node = _node()
+    _browser.node()
     server = Server(tmp_path / "data", RADCLOUD_ADMIN_PASSWORD=ADMIN_PASSWORD)
     server.start()
     try:
         base = f"http://127.0.0.1:{server.http_port}"
         study = _store_a_study(base)
         shots = tmp_path / "shots"
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "STUDY_UID": study,
-            "CHROMIUM": str(CHROMIUM),
-        }
-        run = subprocess.run(
-            [node, str(SPEC), base, str(shots)], cwd=JS, env=env, capture_output=True,
-            text=True, timeout=240,
-        )  # fmt: skip
-        print(run.stdout)
-        print(run.stderr)
-        print(f"screenshots: {shots}")
-        SHOTS_FOR_PEOPLE.mkdir(parents=True, exist_ok=True)
-        for name in ("desktop-audit", "desktop-users", "desktop-institutions-zh", "phone-admin",
-                     "phone-login", "failure-0"):  # fmt: skip
-            if (shots / f"{name}.png").exists():
-                shutil.copy(shots / f"{name}.png", SHOTS_FOR_PEOPLE / f"{name}.png")
+        run = _browser.run_spec(SPEC, base, shots, tmp_path, {"STUDY_UID": study}, 240)
+        names = ("desktop-audit", "desktop-users", "desktop-institutions-zh", "phone-admin",
+                 "phone-login", "failure-0")  # fmt: skip
+        _browser.keep_shots(shots, {n: n for n in names})
         assert run.returncode == 0, f"browser scenario failed:\n{run.stdout}\n{run.stderr}"
         assert "ok: admin and sign-in pages passed" in run.stdout
         made = {p.stem for p in shots.glob("*.png")}

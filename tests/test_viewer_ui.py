@@ -26,11 +26,10 @@ import gzip
 import io
 import json
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import _browser
 import httpx
 import numpy as np
 import pydicom
@@ -44,11 +43,8 @@ from radcloud.config import Settings
 from radcloud.web.app import create_app
 from radcloud.web.routes import app_pages
 
-JS = Path(__file__).parent / "js"
-SPEC = JS / "viewer.spec.mjs"
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS_FOR_PEOPLE = Path("/tmp/radcloud-shots")
-ADMIN_PASSWORD = "Admin-pass-2024"
+SPEC = _browser.JS / "viewer.spec.mjs"
+ADMIN_PASSWORD = _browser.ADMIN_PASSWORD
 
 #: The phantom's geometry, shared with the browser scenario through the environment.
 SIZE, SPACING, SLICES = 256, 0.75, 24
@@ -237,17 +233,6 @@ def _store(base: str) -> str:
     return str(series[0].StudyInstanceUID)
 
 
-def _node() -> str:
-    node = shutil.which("node") or "/usr/bin/node"
-    if not Path(node).exists():
-        pytest.fail("Node.js is missing: run scripts/setup (it installs Debian's nodejs)")
-    if not (JS / "node_modules" / "playwright-core").is_dir():
-        pytest.fail("tests/js/node_modules/playwright-core is missing: run scripts/setup")
-    if not CHROMIUM.exists():
-        pytest.fail("Chromium is missing: run scripts/setup (it installs Debian's chromium)")
-    return node
-
-
 def _bundle_report(stdout: str) -> None:
     """Raw and gzip sizes of what the viewer loaded at start (names printed by the spec)."""
     line = next((x for x in stdout.splitlines() if x.startswith("BUNDLE ")), None)
@@ -269,7 +254,7 @@ def test_viewer_in_a_real_browser(tmp_path: Path) -> None:
     from _server import Server
 
     _built()
-    node = _node()
+    _browser.node()
     server = Server(tmp_path / "data", RADCLOUD_ADMIN_PASSWORD=ADMIN_PASSWORD)
     server.start()
     try:
@@ -277,11 +262,7 @@ def test_viewer_in_a_real_browser(tmp_path: Path) -> None:
         study = _store(base)
         shots = tmp_path / "shots"
         env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "ADMIN_PASSWORD": ADMIN_PASSWORD,
             "STUDY_UID": study,
-            "CHROMIUM": str(CHROMIUM),
             "PHANTOM": json.dumps(
                 {
                     "size": SIZE,
@@ -295,17 +276,11 @@ def test_viewer_in_a_real_browser(tmp_path: Path) -> None:
                 }
             ),  # fmt: skip
         }
-        run = subprocess.run(
-            [node, str(SPEC), base, str(shots)], cwd=JS, env=env, capture_output=True,
-            text=True, timeout=300,
-        )  # fmt: skip
-        print(run.stdout)
-        print(run.stderr)
-        print(f"screenshots: {shots}")
-        SHOTS_FOR_PEOPLE.mkdir(parents=True, exist_ok=True)
-        for png in shots.glob("*.png"):
-            name = png.name if png.name.startswith("viewer2-") else f"viewer-{png.name}"
-            shutil.copy(png, SHOTS_FOR_PEOPLE / name)
+        run = _browser.run_spec(SPEC, base, shots, tmp_path, env, 300)
+        _browser.keep_shots(shots, {
+            p.stem: p.stem if p.stem.startswith("viewer2-") else f"viewer-{p.stem}"
+            for p in shots.glob("*.png")
+        })  # fmt: skip
         assert run.returncode == 0, f"browser scenario failed:\n{run.stdout}\n{run.stderr}"
         assert "ok: study list and viewer passed" in run.stdout
         _bundle_report(run.stdout)
