@@ -154,13 +154,7 @@ def inner(a: argparse.Namespace, network: str) -> int:
         print("\ninterrupted; stopping servers", flush=True)
         code = 130
     finally:
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, signal.SIG_IGN)
-        servers.stop_all()
-        if a.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        servers.shut_down(work, a.keep)
     meta = dict(
         started=dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
         finished=dt.datetime.now().isoformat(timespec="seconds"),

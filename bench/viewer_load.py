@@ -24,7 +24,6 @@ import datetime as dt
 import json
 import os
 import platform
-import shutil
 import signal
 import statistics
 import subprocess
@@ -427,13 +426,7 @@ def inner(a: argparse.Namespace, network: str) -> int:
         print(f"failed: {e}", flush=True)
         code = 1
     finally:
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, signal.SIG_IGN)
-        servers.stop_all()
-        if a.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        servers.shut_down(work, a.keep)
     if not results:
         for p_ in problems:
             print(f"problem: {p_}")

@@ -219,6 +219,17 @@ def stop_all() -> None:
             print(f"warning: stopping {p.name}: {e!r}", flush=True)
 
 
+def shut_down(work: Path, keep: bool) -> None:
+    """End of a run: ignore further signals, stop every server, remove (or keep) ``work``."""
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+    stop_all()
+    if keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def stop_all_named(name: str) -> None:
     for p in list(reversed(LIVE)):
         if p.name == name:
