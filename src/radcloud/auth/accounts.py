@@ -11,7 +11,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from threading import Lock
 from typing import Any
@@ -644,7 +644,7 @@ def cli_principal(institution_id: int = DEFAULT_INSTITUTION) -> Principal:
     except Exception:  # no passwd entry in a container
         who = "unknown"
     p = system(who)
-    return Principal(**{**p.__dict__, "kind": "cli", "institution_id": institution_id})
+    return replace(p, kind="cli", institution_id=institution_id)
 
 
 def _now() -> datetime:

@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,8 @@ from sqlalchemy import func, insert, select, update
 from radcloud.archive.service import Archive
 from radcloud.auth import accounts, passwords, totp
 from radcloud.auth.access import Principal
-from radcloud.errors import InvalidRequest, NotFound, TooManyRequests, Unauthenticated
+from radcloud.auth.permissions import Perm
+from radcloud.errors import Forbidden, InvalidRequest, NotFound, TooManyRequests, Unauthenticated
 from radcloud.store.db import as_utc
 from radcloud.store.models import AuthToken, User
 
@@ -125,6 +126,17 @@ def login(
     return Login(secret, row.id, row.username, expires)
 
 
+def change_password(archive: Archive, user_id: int, current: str, new: str) -> None:
+    """The user's own password change: the current one must match (a miss counts as a
+    failed login, so this is no way around the lock-out); every session then ends."""
+    with archive.read() as conn:
+        stored = conn.scalar(select(User.password_hash).where(User.id == user_id))
+    if not passwords.verify(stored, current):
+        _count_failure(archive, user_id)
+        raise InvalidRequest("the current password is wrong")
+    accounts.set_password(archive, user_id, new)
+
+
 def _count_failure(archive: Archive, user_id: int) -> None:
     settings = archive.settings
     with archive.write() as conn:
@@ -190,7 +202,7 @@ def authenticate(archive: Archive, secret: str, source: str = "") -> Principal:
         p = accounts.principal_for_user(archive, row.user_fk)
     except NotFound:
         raise Unauthenticated("the account is disabled") from None
-    return Principal(**{**p.__dict__, "token_id": row.id, "source": source})
+    return replace(p, token_id=row.id, source=source)
 
 
 def revoke(archive: Archive, token_id: int, user_id: int | None = None) -> None:
@@ -201,6 +213,29 @@ def revoke(archive: Archive, token_id: int, user_id: int | None = None) -> None:
             stmt = stmt.where(AuthToken.user_fk == user_id)
         if not conn.execute(stmt.values(revoked_at=_now())).rowcount:
             raise NotFound(f"no active token {token_id}")
+
+
+def issue_api_token(
+    archive: Archive, p: Principal, name: str, *, user: str | None = None,
+    days: int | None = None,
+) -> tuple[str, datetime | None]:  # fmt: skip
+    """An API token for ``p`` itself, or for ``user`` if ``p`` administers that user."""
+    user_id = p.user_id
+    if user is not None:
+        target = accounts.get_user(archive, user)
+        if target.id != p.user_id:
+            accounts.manageable(p, target)
+        user_id = target.id
+    if user_id is None:
+        raise Forbidden("tokens belong to users")
+    expires = _now() + timedelta(days=days) if days else None
+    return issue(archive, user_id, API, name=name, expires_at=expires, source=p.source), expires
+
+
+def revoke_as(archive: Archive, p: Principal, token_id: int) -> None:
+    """``p`` ends one of its own sessions or tokens; a platform user admin, anyone's."""
+    anyone = p.is_platform and p.can(Perm.USERS_MANAGE)
+    revoke(archive, token_id, user_id=None if anyone else p.user_id)
 
 
 def revoke_user_tokens(archive: Archive, user_id: int, kind: str | None = None) -> int:

@@ -14,17 +14,11 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from radcloud.archive import nodes
-from radcloud.auth import accounts, sessions
-from radcloud.auth.access import Principal
-from radcloud.errors import Forbidden, InvalidRequest, NotFound
+from radcloud.auth import accounts, admin, sessions
+from radcloud.errors import NotFound
 from radcloud.web.deps import ArchiveDep, Who
 
 router = APIRouter()
-
-
-def _own_institution(who: Principal, institution_id: int) -> None:
-    if not who.is_platform and institution_id not in who.institution_ids:
-        raise NotFound(f"no institution {institution_id}")
 
 
 # ------------------------------------------------------------------ institutions
@@ -101,12 +95,6 @@ def _user_out(u: accounts.UserInfo) -> dict[str, Any]:
     return asdict(u)
 
 
-def _managed(archive: ArchiveDep, who: Principal, user_id: int) -> accounts.UserInfo:
-    user = accounts.get_user(archive, user_id)
-    accounts.manageable(who, user)
-    return user
-
-
 @router.get("/users")
 def list_users(
     archive: ArchiveDep, who: Who, institution_id: int | None = None
@@ -117,9 +105,8 @@ def list_users(
 @router.post("/users", status_code=201)
 def create_user(body: UserBody, archive: ArchiveDep, who: Who) -> dict[str, Any]:
     inst = body.institution_id or who.institution_id
-    _own_institution(who, inst)
-    if "platform_admin" in body.roles and not who.is_platform:
-        raise Forbidden("only a platform admin may create a platform admin")
+    admin.check_institution(who, inst)
+    admin.check_roles(who, body.roles)
     uid = accounts.create_user(
         archive, body.username, body.password, institution_id=inst, roles=body.roles,
         display_name=body.display_name, email=body.email,
@@ -129,7 +116,7 @@ def create_user(body: UserBody, archive: ArchiveDep, who: Who) -> dict[str, Any]
 
 @router.get("/users/{user_id}")
 def get_user(user_id: int, archive: ArchiveDep, who: Who) -> dict[str, Any]:
-    user = _managed(archive, who, user_id)
+    user = admin.managed_user(archive, who, user_id)
     return {**_user_out(user), "permissions": accounts.grants_of(archive, "user", str(user.id))}
 
 
@@ -142,11 +129,8 @@ class UserChange(BaseModel):
 
 @router.patch("/users/{user_id}")
 def change_user(user_id: int, body: UserChange, archive: ArchiveDep, who: Who) -> dict[str, Any]:
-    user = _managed(archive, who, user_id)
-    if body.roles and "platform_admin" in body.roles and not who.is_platform:
-        raise Forbidden("only a platform admin may make a platform admin")
-    if user.id == who.user_id and body.active is False:
-        raise InvalidRequest("you cannot deactivate yourself")
+    user = admin.managed_user(archive, who, user_id)
+    admin.check_user_change(who, user, body.roles, body.active)
     updated = accounts.update_user(archive, user.id, **body.model_dump())
     if body.active is False:
         sessions.revoke_user_tokens(archive, user.id)
@@ -159,12 +143,12 @@ class NewPassword(BaseModel):
 
 @router.post("/users/{user_id}/password", status_code=204)
 def reset_password(user_id: int, body: NewPassword, archive: ArchiveDep, who: Who) -> None:
-    accounts.set_password(archive, _managed(archive, who, user_id).id, body.password)
+    accounts.set_password(archive, admin.managed_user(archive, who, user_id).id, body.password)
 
 
 @router.post("/users/{user_id}/unlock", status_code=204)
 def unlock(user_id: int, archive: ArchiveDep, who: Who) -> None:
-    accounts.unlock(archive, _managed(archive, who, user_id).id)
+    accounts.unlock(archive, admin.managed_user(archive, who, user_id).id)
 
 
 class GrantBody(BaseModel):
@@ -175,15 +159,9 @@ class GrantBody(BaseModel):
 def user_permission(
     user_id: int, perm: str, body: GrantBody, archive: ArchiveDep, who: Who
 ) -> None:
-    user = _managed(archive, who, user_id)
-    _no_escalation(who, perm, body.allow)
+    user = admin.managed_user(archive, who, user_id)
+    admin.check_grant(who, perm, body.allow)
     accounts.set_grant(archive, "user", str(user.id), perm, body.allow)
-
-
-def _no_escalation(who: Principal, perm: str, allow: bool | None) -> None:
-    """Nobody hands out a permission they do not hold themselves."""
-    if allow and not who.can(perm):
-        raise Forbidden(f"you cannot grant {perm}: you do not hold it")
 
 
 # ------------------------------------------------------------------ groups and roles
@@ -203,32 +181,19 @@ def list_groups(archive: ArchiveDep, who: Who) -> list[dict[str, Any]]:
 @router.post("/groups", status_code=201)
 def create_group(body: GroupBody, archive: ArchiveDep, who: Who) -> dict[str, Any]:
     inst = body.institution_id or who.institution_id
-    _own_institution(who, inst)
+    admin.check_institution(who, inst)
     gid = accounts.create_group(archive, inst, body.name, body.kind)
     return asdict(accounts.get_group(archive, gid))
 
 
-def _own_group(archive: ArchiveDep, who: Principal, group_id: int) -> accounts.GroupInfo:
-    group = accounts.get_group(archive, group_id)
-    if not who.is_platform and group.institution_id not in who.institution_ids:
-        raise NotFound(f"no group {group_id}")
-    return group
-
-
 @router.put("/groups/{group_id}/members/{user_id}", status_code=204)
 def add_member(group_id: int, user_id: int, archive: ArchiveDep, who: Who) -> None:
-    _own_group(archive, who, group_id)
-    user = accounts.get_user(archive, user_id)
-    if not who.is_platform and user.institution_id not in who.institution_ids:
-        # a care team may take a partner's consultant, named by a platform admin or by id
-        if accounts.get_group(archive, group_id).kind != "care_team":
-            raise NotFound(f"no user {user_id}")
-    accounts.set_member(archive, group_id, user_id, True)
+    admin.add_member(archive, who, group_id, user_id)
 
 
 @router.delete("/groups/{group_id}/members/{user_id}", status_code=204)
 def remove_member(group_id: int, user_id: int, archive: ArchiveDep, who: Who) -> None:
-    _own_group(archive, who, group_id)
+    admin.managed_group(archive, who, group_id)
     accounts.set_member(archive, group_id, user_id, False)
 
 
@@ -236,8 +201,8 @@ def remove_member(group_id: int, user_id: int, archive: ArchiveDep, who: Who) ->
 def group_permission(
     group_id: int, perm: str, body: GrantBody, archive: ArchiveDep, who: Who
 ) -> None:
-    _own_group(archive, who, group_id)
-    _no_escalation(who, perm, body.allow)
+    admin.managed_group(archive, who, group_id)
+    admin.check_grant(who, perm, body.allow)
     accounts.set_grant(archive, "group", str(group_id), perm, body.allow)
 
 
@@ -266,26 +231,15 @@ class AeBody(BaseModel):
 
 @router.get("/aes")
 def list_aes(archive: ArchiveDep, who: Who) -> list[dict[str, Any]]:
-    scope = None if who.is_platform else who.institution_ids
-    return [asdict(n) for n in nodes.list_remote_aes(archive, scope)]
-
-
-def _own_ae(archive: ArchiveDep, who: Principal, title: str) -> nodes.RemoteNode | None:
-    try:
-        node = nodes.get_node(archive, title)
-    except NotFound:
-        return None
-    if not who.is_platform and node.institution_id not in who.institution_ids:
-        raise Forbidden(f"AE title {title.strip()!r} belongs to another institution")
-    return node
+    return [asdict(n) for n in nodes.list_remote_aes(archive, admin.node_scope(who))]
 
 
 @router.put("/aes/{title}")
 def put_ae(title: str, body: AeBody, archive: ArchiveDep, who: Who) -> dict[str, Any]:
     """Allow a DICOM node to call us (and with host/port, to receive C-MOVEs)."""
-    _own_ae(archive, who, title)
+    admin.managed_node(archive, who, title)
     inst = body.institution_id or who.institution_id
-    _own_institution(who, inst)
+    admin.check_institution(who, inst)
     node, _ = nodes.add_remote_ae(
         archive, title, body.host, body.port, body.description, institution_id=inst,
         allow_store=body.allow_store, allow_query=body.allow_query,
@@ -295,6 +249,6 @@ def put_ae(title: str, body: AeBody, archive: ArchiveDep, who: Who) -> dict[str,
 
 @router.delete("/aes/{title}", status_code=204)
 def delete_ae(title: str, archive: ArchiveDep, who: Who) -> None:
-    if _own_ae(archive, who, title) is None:
+    if admin.managed_node(archive, who, title) is None:
         raise NotFound(f"no DICOM node with AE title {title.strip()!r}")
     nodes.remove_remote_ae(archive, title)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -13,14 +13,11 @@ from pydantic import BaseModel, Field
 
 from radcloud.auth import accounts, audit, preferences, sessions
 from radcloud.auth.access import Principal
-from radcloud.auth.permissions import Perm
 from radcloud.errors import (
     Forbidden,
-    InvalidRequest,
     MalformedBody,
     PayloadTooLarge,
     RadcloudError,
-    Unauthenticated,
 )  # fmt: skip
 from radcloud.web.deps import ArchiveDep, Who
 from radcloud.web.security import COOKIE
@@ -110,12 +107,7 @@ class PasswordBody(BaseModel):
 def change_password(body: PasswordBody, archive: ArchiveDep, who: Who) -> None:
     if who.user_id is None:
         raise Forbidden("only users have passwords")
-    try:
-        sessions.login(archive, who.name, body.current, source=who.source, code=None)
-    except Unauthenticated as exc:
-        if "second factor" not in exc.detail:
-            raise InvalidRequest("the current password is wrong") from None
-    accounts.set_password(archive, who.user_id, body.new)
+    sessions.change_password(archive, who.user_id, body.current, body.new)
 
 
 @router.post("/auth/totp/setup")
@@ -164,24 +156,15 @@ def list_tokens(archive: ArchiveDep, who: Who) -> list[dict[str, Any]]:
 @router.post("/tokens", status_code=201)
 def create_token(body: TokenBody, archive: ArchiveDep, who: Who) -> dict[str, Any]:
     """An API token for systems (``Authorization: Bearer``); the secret is shown only now."""
-    user_id = who.user_id
-    if body.user is not None:
-        target = accounts.get_user(archive, body.user)
-        if target.id != who.user_id:
-            accounts.manageable(who, target)
-        user_id = target.id
-    if user_id is None:
-        raise Forbidden("tokens belong to users")
-    expires = datetime.now(UTC) + timedelta(days=body.days) if body.days else None
-    secret = sessions.issue(archive, user_id, sessions.API, name=body.name, expires_at=expires,
-                            source=who.source)  # fmt: skip
+    secret, expires = sessions.issue_api_token(
+        archive, who, body.name, user=body.user, days=body.days
+    )
     return {"token": secret, "name": body.name, "expires_at": expires}
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
 def revoke_token(token_id: int, archive: ArchiveDep, who: Who) -> None:
-    mine = None if who.can(Perm.USERS_MANAGE) and who.is_platform else who.user_id
-    sessions.revoke(archive, token_id, user_id=mine)
+    sessions.revoke_as(archive, who, token_id)
 
 
 # ------------------------------------------------------------------ my settings
