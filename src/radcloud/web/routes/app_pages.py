@@ -21,7 +21,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from radcloud.errors import NotFound
+from radcloud.web import compress, static_files
 
 router = APIRouter()
 
@@ -29,15 +29,6 @@ APP = Path(__file__).resolve().parent.parent / "static" / "app"
 ASSETS = APP / "assets"
 _ASSET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.(js|css|wasm|svg|png|woff2|map)$")
 _HASHED = re.compile(r"-[A-Za-z0-9_-]{8}\.[a-z0-9]+$")
-_TYPES = {
-    "js": "text/javascript; charset=utf-8",
-    "css": "text/css; charset=utf-8",
-    "wasm": "application/wasm",
-    "svg": "image/svg+xml",
-    "png": "image/png",
-    "woff2": "font/woff2",
-    "map": "application/json",
-}
 CSP = (
     "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
     # Cornerstone sets style attributes on the elements it creates (CSS cannot run code)
@@ -58,13 +49,7 @@ _FALLBACK = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 
 
 def _headers(cache: str) -> dict[str, str]:
-    return {
-        "Content-Security-Policy": CSP,
-        "X-Content-Type-Options": "nosniff",
-        "X-Frame-Options": "DENY",
-        "Referrer-Policy": "same-origin",
-        "Cache-Control": cache,
-    }
+    return static_files.security_headers(CSP, cache)
 
 
 def _shell() -> Response:
@@ -95,15 +80,11 @@ def _gzipped(path: str, mtime_ns: int) -> bytes:
 @router.get("/app/assets/{name}", include_in_schema=False)
 def app_asset(name: str, request: Request) -> Response:
     """A built script, style sheet, worker or WASM codec (only names that exist); gzip if asked."""
-    match = _ASSET.match(name)
-    path = ASSETS / name
-    if match is None or not path.is_file():
-        raise NotFound(f"no asset {name!r}")
+    path, media_type = static_files.asset(ASSETS, name, _ASSET)
     cache = "public, max-age=31536000, immutable" if _HASHED.search(name) else "no-cache"
-    media_type = _TYPES[match.group(1)]
     headers = {**_headers(cache), "Vary": "Accept-Encoding"}
     size = path.stat()
-    if size.st_size > 1024 and "gzip" in request.headers.get("accept-encoding", ""):
+    if size.st_size > compress.MIN_BYTES and compress.accepts_gzip(request):
         body = _gzipped(str(path), size.st_mtime_ns)
         headers["Content-Encoding"] = "gzip"
         return Response(body, media_type=media_type, headers=headers)

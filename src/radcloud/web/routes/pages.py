@@ -17,18 +17,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from radcloud.auth import oidc
-from radcloud.errors import NotFound
+from radcloud.web import static_files
 from radcloud.web.deps import ArchiveDep
 
 router = APIRouter()
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "admin"
 _ASSET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\.(js|css|svg)$")
-_TYPES = {
-    "js": "text/javascript; charset=utf-8",
-    "css": "text/css; charset=utf-8",
-    "svg": "image/svg+xml",
-}
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -36,13 +31,7 @@ _CSP = (
 
 
 def _headers(cache: str) -> dict[str, str]:
-    return {
-        "Content-Security-Policy": _CSP,
-        "X-Content-Type-Options": "nosniff",
-        "X-Frame-Options": "DENY",
-        "Referrer-Policy": "same-origin",
-        "Cache-Control": cache,
-    }
+    return static_files.security_headers(_CSP, cache)
 
 
 def _page(name: str) -> Response:
@@ -68,11 +57,8 @@ def admin_page(request: Request) -> Response:
 @router.get("/admin/assets/{name}", include_in_schema=False)
 def asset(name: str) -> Response:
     """A script, style sheet or icon of the pages (only names that exist in the folder)."""
-    match = _ASSET.match(name)
-    path = STATIC / name
-    if match is None or not path.is_file():
-        raise NotFound(f"no asset {name!r}")
-    return FileResponse(path, media_type=_TYPES[match.group(1)], headers=_headers("no-cache"))
+    path, media_type = static_files.asset(STATIC, name, _ASSET)
+    return FileResponse(path, media_type=media_type, headers=_headers("no-cache"))
 
 
 @router.get("/api/auth/methods", tags=["sign-in"])
