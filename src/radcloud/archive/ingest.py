@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from radcloud.archive import compression
 from radcloud.archive.service import Archive
 from radcloud.auth.access import SYSTEM, Principal, study_filter
+from radcloud.auth.permissions import Perm
 from radcloud.config import DuplicatePolicy
 from radcloud.dicom.names import name_key
 from radcloud.dicom.parse import (
@@ -101,14 +102,16 @@ def store(
 ) -> StoreResult:
     """Validate, keep and index the spooled object at ``path`` (consumed either way).
 
-    A new study belongs to ``principal``'s institution; adding to an existing
-    study needs ``principal`` to see it.  Raises a :mod:`radcloud.errors` error
-    and leaves nothing behind when the object is refused.
+    ``principal`` needs the study.write permission.  A new study belongs to its
+    institution; adding to an existing study needs ``principal`` to see it.
+    Raises a :mod:`radcloud.errors` error and leaves nothing behind when the
+    object is refused.
     """
     keys: list[str] = []
     committed = False
     compressed: Path | None = None
     try:
+        principal.require(Perm.STUDY_WRITE)
         parsed = parse_file(path)
         if expected_study_uid and parsed.study_uid != expected_study_uid:
             raise StudyMismatch(

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from threading import Lock
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from radcloud.archive.service import Archive
@@ -528,12 +528,18 @@ def _effective(conn: Connection, roles: list[str], group_ids: list[int], user_id
             perms |= {p.value for p in DEFAULT_ROLE_PERMISSIONS[Role(name)]}
         except ValueError:
             continue
-    grants = conn.execute(select(PermissionGrant)).all()
     levels = (
         ("role", set(roles)),
         ("group", {str(g) for g in group_ids}),
         ("user", {str(user_id)}),
     )
+    grants = conn.execute(
+        select(PermissionGrant).where(
+            or_(*(and_(PermissionGrant.subject_kind == kind,
+                       PermissionGrant.subject.in_(sorted(subjects)))
+                  for kind, subjects in levels))
+        )
+    ).all()  # fmt: skip
     for kind, subjects in levels:
         for g in grants:
             if g.subject_kind == kind and g.subject in subjects:

@@ -90,11 +90,10 @@ def handle_store(event: Event, ctx: ScpContext) -> int | Dataset:
     who: Principal | None = None
     try:
         path = _received_file(event, ctx.archive)
-        who = caller(event, ctx)
         try:
-            who.require(Perm.STUDY_WRITE)
+            who = caller(event, ctx)
         except RadcloudError:
-            path.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)  # ingest.store did not take it over
             raise
         result = ingest.store(ctx.archive, path, source=f"dimse:{peer(event)}", principal=who)
         audit.record(ctx.archive, who, "study.store", study_uid=result.study_uid, fold=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from fastapi import Request
@@ -236,11 +237,17 @@ def client_address(request: Request) -> str:
 
 def _in(address: str, networks: str) -> bool:
     try:
-        ip = ipaddress.ip_address(address)
-        return any(ip in ipaddress.ip_network(n.strip(), strict=False)
-                   for n in networks.split(",") if n.strip())  # fmt: skip
+        return any(ipaddress.ip_address(address) in n for n in _networks(networks))
     except ValueError:
         return False
+
+
+@lru_cache(maxsize=8)
+def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The trusted-proxy setting parsed once, not on every request."""
+    return tuple(
+        ipaddress.ip_network(n.strip(), strict=False) for n in text.split(",") if n.strip()
+    )
 
 
 def credentials(request: Request) -> tuple[str | None, bool]:
