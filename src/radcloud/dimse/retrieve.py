@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import struct
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -177,8 +178,7 @@ def _refs(event: Event, ctx: ScpContext, action: str) -> list[InstanceRef]:
         raise
     req = parse_identifier(event.identifier)
     refs = retrieve.find_for_retrieve(ctx.archive, req.level, req.filters, principal=who)
-    for study_uid in dict.fromkeys(r.study_uid for r in refs):
-        n = sum(1 for r in refs if r.study_uid == study_uid)
+    for study_uid, n in Counter(r.study_uid for r in refs).items():
         audit.record(ctx.archive, who, action, study_uid=study_uid, source=peer(event),
                      detail={"instances": n, "level": req.level.value})  # fmt: skip
     return refs
