@@ -14,6 +14,7 @@ class Perm(StrEnum):
     STUDY_READ = "study.read"  # search, metadata, images on screen
     STUDY_DOWNLOAD = "study.download"  # whole DICOM files out (WADO-RS instances, C-MOVE/C-GET)
     STUDY_WRITE = "study.write"  # STOW-RS, upload, C-STORE, import
+    STUDY_ANNOTATE = "study.annotate"  # save measurements / key images (GSPS, KOS) to a study
     STUDY_SHARE = "study.share"  # grant a study to a user, group or institution
     STUDY_RESTRICT = "study.restrict"  # restrict a study to a care team
     BREAK_GLASS = "study.break_glass"  # emergency access to a restricted/foreign study (audited)
@@ -34,7 +35,7 @@ class Role(StrEnum):
     AUDITOR = "auditor"
 
 
-_CLINICAL = {Perm.STUDY_READ, Perm.STUDY_DOWNLOAD}
+_CLINICAL = {Perm.STUDY_READ, Perm.STUDY_DOWNLOAD, Perm.STUDY_ANNOTATE}
 
 DEFAULT_ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.PLATFORM_ADMIN: frozenset(Perm),
