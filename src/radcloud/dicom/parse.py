@@ -9,6 +9,7 @@ bytes sit in the file so a frame can be served with one ranged read.
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import shutil
@@ -270,9 +271,22 @@ def _vr_of(raw: RawDataElement | DataElement, ds: Dataset) -> str:
         vr = dictionary_VR(raw.tag)
     except KeyError:
         return "UN"
+    if vr == "US or SS":  # pixel value attributes follow Pixel Representation (PS3.3 C.7.6.3)
+        return "SS" if ds.get("PixelRepresentation") == 1 else "US"
     if " or " in vr:
         return "OW" if (ds.get("BitsAllocated") or 8) > 8 else "OB"
     return str(vr)
+
+
+def _ambiguous(raw: RawDataElement | DataElement) -> bool:
+    """Whether the element's VR had to be guessed in a way pydicom might resolve otherwise."""
+    if raw.VR and " or " not in raw.VR:
+        return False
+    try:
+        vr = dictionary_VR(raw.tag)
+    except KeyError:
+        return False
+    return " or " in vr and vr not in ("US or SS", "OB or OW")
 
 
 def _length(elem: RawDataElement | DataElement) -> int:
@@ -301,34 +315,74 @@ def to_json_model(ds: Dataset, base_uri: str) -> dict[str, Any]:
         if deferred or big or tag == _PIXEL_DATA:
             out[key] = {"vr": vr, "BulkDataURI": f"{base_uri}/bulkdata/{key}"}
             continue
-        fast = _fast_json(raw, vr, encoding) if encoding else None
+        fast = _fast_json(raw, vr, encoding) if encoding and not _ambiguous(raw) else None
         if fast is not None:
             out[key] = fast
             continue
         try:
             elem = ds[tag]
-            out[key] = elem.to_json_dict(None, 2**31)
+            out[key] = _significant(elem.to_json_dict(None, 2**31))
         except Exception:  # noqa: BLE001 - keep metadata of a value pydicom can't decode
             out[key] = {"vr": "UN"}
     return out
 
 
+def _significant(model: dict[str, Any]) -> dict[str, Any]:
+    """pydicom's JSON of a string attribute, as PS3.18 §F.2 wants it.
+
+    pydicom keeps spaces PS3.5 §6.2 calls insignificant and writes an empty
+    value of a multi-valued attribute as "" where PS3.18 §F.2.5 asks for null;
+    the fast path (:func:`_fast_json`) already follows the standard.
+    """
+    vr, values = model.get("vr"), model.get("Value")
+    if not values or vr not in _TEXT_VRS and vr not in _SINGLE_TEXT_VRS:
+        return model
+    keep_leading = vr in _SINGLE_TEXT_VRS
+    out = []
+    for v in values:
+        if isinstance(v, str):
+            v = (v.rstrip(" \0") if keep_leading else v.strip(" \0")) or None
+        out.append(v)
+    return {**model, "Value": out}
+
+
 _TEXT_VRS = {"AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UI", "UC"}
 _SINGLE_TEXT_VRS = {"LT", "ST", "UT", "UR"}
 _NUMERIC = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
-_FAST_CHARSETS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
+_FAST_CHARSETS = {
+    "": "ascii",
+    "ISO_IR 6": "ascii",
+    "ISO_IR 100": "latin-1",
+    "ISO_IR 192": "utf-8",
+    "GB18030": "gb18030",
+    "GBK": "gbk",
+}
 
 
 def _charset(ds: Dataset) -> str | None:
-    """The Python codec for the data set's single-byte/UTF-8 character set, else None."""
-    raw = ds.get_item(0x00080005, keep_deferred=True)
-    if raw is None:
+    """The Python codec for the data set's single character set, else None (pydicom decodes).
+
+    pydicom reads Specific Character Set eagerly, so it is usually a converted
+    element already; several values (ISO 2022 code extensions) are left to pydicom.
+    """
+    elem = ds.get_item(0x00080005, keep_deferred=True)
+    if elem is None:
         return "ascii"
-    value = raw.value if isinstance(raw, RawDataElement) else None
-    if value is None:
-        return None
-    name = value.decode("ascii", "replace").strip(" \0")
-    return _FAST_CHARSETS.get(name)
+    value = elem.value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace").strip(" \0")
+        if "\\" in value:
+            return None
+    elif isinstance(value, str):
+        value = value.strip()
+    elif value is None:
+        value = ""
+    else:  # a multi-valued converted element
+        names = [str(v).strip() for v in value]
+        if len(names) > 1:
+            return None
+        value = names[0] if names else ""
+    return _FAST_CHARSETS.get(value)
 
 
 def _fast_json(raw: RawDataElement | DataElement, vr: str, encoding: str) -> dict | None:
@@ -337,11 +391,13 @@ def _fast_json(raw: RawDataElement | DataElement, vr: str, encoding: str) -> dic
     Covers the VRs that make up most of an image header; returns None for
     anything else (sequences, person names, big endian…) so pydicom handles it.
     """
-    if not isinstance(raw, RawDataElement) or not raw.is_little_endian or raw.value is None:
+    if not isinstance(raw, RawDataElement) or not raw.is_little_endian or vr == "SQ":
+        return None
+    if vr == "UN" or raw.VR == "UN":  # pydicom knows more VRs (private dictionaries, UN→VR)
         return None
     data = raw.value
     if not data:
-        return {"vr": vr}
+        return {"vr": vr} if raw.length == 0 else None
     if vr in _TEXT_VRS or vr in _SINGLE_TEXT_VRS:
         try:
             text = data.decode(encoding)
@@ -359,6 +415,8 @@ def _fast_json(raw: RawDataElement | DataElement, vr: str, encoding: str) -> dic
         except (UnicodeDecodeError, ValueError):
             return None
         return {"vr": vr, "Value": nums}
+    if vr in _BINARY_VRS:
+        return {"vr": vr, "InlineBinary": base64.b64encode(data).decode("ascii")}
     if vr in _NUMERIC:
         fmt = _NUMERIC[vr]
         size = struct.calcsize(fmt)

@@ -16,13 +16,14 @@ than copied, and a crash mid-transfer leaves a ``*.part`` file that
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pynetdicom.association as pynetdicom_association
 from pynetdicom import AE, _config, dimse_messages
@@ -171,10 +172,44 @@ def settle_reactor(assoc: Association, timeout: float = 2.0) -> None:
         time.sleep(0.0001)
 
 
-_NamedTemporaryFile = tempfile.NamedTemporaryFile
+#: Write buffer of a spooled C-STORE data set (one write call per MiB, not per PDU).
+SPOOL_BUFFER = 1024 * 1024
 
 
-def _spool_file(*_args: Any, **_kwargs: Any) -> IO[bytes]:
+class SpoolFile:
+    """A C-STORE data set being received, as pynetdicom's chunked receive writes it.
+
+    pynetdicom calls ``file.flush()`` after every P-DATA fragment (one system
+    call per 16 KiB PDU); here the flush waits for :meth:`close`, which the
+    C-STORE handler calls before ingest reads the file.  A transfer cut short
+    leaves a ``*.part`` file that ``Archive.reconcile`` sweeps.
+    """
+
+    def __init__(self, directory: Path | None) -> None:
+        try:
+            fd, self.name = tempfile.mkstemp(suffix=".part", dir=directory)
+        except FileNotFoundError:
+            assert directory is not None
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            fd, self.name = tempfile.mkstemp(suffix=".part", dir=directory)
+        self._fh = os.fdopen(fd, "wb", buffering=SPOOL_BUFFER)
+        self.file = self  # pynetdicom flushes ``file`` after each fragment
+
+    def write(self, data: bytes) -> int:
+        return self._fh.write(data)
+
+    def flush(self) -> None:
+        """Deferred to :meth:`close` (see the class docstring)."""
+
+    def close(self) -> None:
+        self._fh.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._fh.closed
+
+
+def _spool_file(*_args: Any, **_kwargs: Any) -> SpoolFile:
     """Where pynetdicom writes a C-STORE data set being received.
 
     Runs in the association's DUL thread; the AE it belongs to names the
@@ -182,9 +217,7 @@ def _spool_file(*_args: Any, **_kwargs: Any) -> IO[bytes]:
     """
     assoc = getattr(threading.current_thread(), "assoc", None)
     spool_dir = getattr(getattr(assoc, "ae", None), "spool_dir", None)
-    if spool_dir is not None:
-        Path(spool_dir).mkdir(parents=True, exist_ok=True)
-    return _NamedTemporaryFile(delete=False, mode="wb", suffix=".part", dir=spool_dir)
+    return SpoolFile(spool_dir)
 
 
 def enable_chunked_receive() -> None:

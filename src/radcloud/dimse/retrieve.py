@@ -187,11 +187,14 @@ def _refs(event: Event, ctx: ScpContext, action: str) -> list[InstanceRef]:
 def _send(
     event: Event, ctx: ScpContext, refs: list[InstanceRef], assoc: Association
 ) -> Iterator[tuple[int, Dataset | None]]:
+    accepted: dict[str, set[str]] = {}  # SOP class → syntaxes (contexts are fixed once accepted)
     for ref in refs:
         if event.is_cancelled:
             yield 0xFE00, None
             return
-        ds = prepare(ctx.archive, ref, accepted_syntaxes(assoc, ref.sop_class_uid))
+        if ref.sop_class_uid not in accepted:
+            accepted[ref.sop_class_uid] = accepted_syntaxes(assoc, ref.sop_class_uid)
+        ds = prepare(ctx.archive, ref, accepted[ref.sop_class_uid])
         if assoc is not event.assoc:  # C-MOVE: its own association, with its own reactor
             settle_reactor(assoc)
         yield 0xFF00, ds

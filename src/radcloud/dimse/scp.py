@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from radcloud.archive.service import Archive
 from radcloud.dicom.sopclasses import storage_sop_classes
+from radcloud.dimse import fastpath
 from radcloud.dimse.handlers import ScpContext, bind
 from radcloud.dimse.net import (
     STORAGE_TRANSFER_SYNTAXES,
@@ -55,6 +56,7 @@ def configure_pynetdicom() -> None:
     """Process-wide pynetdicom settings radcloud relies on."""
     enable_chunked_receive()
     enable_adaptive_polling()
+    fastpath.enable()
     _config.LOG_HANDLER_LEVEL = "none"  # no per-PDU debug formatting
     _config.LOG_REQUEST_IDENTIFIERS = False
 
