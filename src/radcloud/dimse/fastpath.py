@@ -174,9 +174,9 @@ def enable() -> None:
     import pynetdicom.association as _association
 
     _fsm.P_DATA_TF = _p_data_tf  # type: ignore[assignment,misc]
-    _association.DIMSEServiceProvider = FastDIMSE
+    _association.DIMSEServiceProvider = FastDIMSE  # type: ignore[misc]
     _messages.create_file_meta = create_file_meta  # type: ignore[assignment]
-    _messages.write_file_meta_info = write_file_meta_info  # type: ignore[assignment]
+    _messages.write_file_meta_info = write_file_meta_info
 
 
 # ------------------------------------------------------------------ receiving
