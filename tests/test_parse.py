@@ -119,3 +119,45 @@ def test_plain_elements_take_the_fast_path(name: str) -> None:
             if parse._fast_json(raw, vr, encoding) is None:
                 slow.append(f"{int(tag):08X} {vr}")
     assert not slow
+
+
+#: The attributes ingest indexes (radcloud.archive.ingest).
+INDEXED_TEXT = (
+    "Modality", "SeriesDescription", "BodyPartExamined", "PerformedProcedureStepStartDate",
+    "PerformedProcedureStepStartTime", "StudyDate", "StudyTime", "AccessionNumber", "StudyID",
+    "StudyDescription", "ReferringPhysicianName", "InstitutionName", "PatientID",
+    "IssuerOfPatientID", "PatientName", "PatientBirthDate", "PatientSex",
+    "PhotometricInterpretation",
+)  # fmt: skip
+INDEXED_INT = ("InstanceNumber", "Rows", "Columns", "BitsAllocated", "NumberOfFrames",
+               "SeriesNumber")  # fmt: skip
+
+
+def _from_dataset(ds: pydicom.Dataset, keyword: str, as_int: bool) -> object:
+    """What ingest indexed before values were read from the DICOM JSON."""
+    try:
+        value = ds.get(keyword)
+    except (TypeError, ValueError, LookupError):
+        return None if as_int else ""
+    if value is None or value == "":
+        return None if as_int else ""
+    if as_int:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return None
+    return str(value).strip()
+
+
+@pytest.mark.parametrize("path", TEST_FILES, ids=[p.name for p in TEST_FILES])
+def test_indexed_values_read_from_json_match_the_data_set(path: Path) -> None:
+    parsed = parse.ParsedInstance(
+        path=path, size=0, ds=dcmread(path, defer_size=parse.DEFER_SIZE), transfer_syntax_uid="",
+        sop_class_uid="", sop_uid="", study_uid="", series_uid="",
+        metadata=parse.to_json_model(dcmread(path, defer_size=parse.DEFER_SIZE), "/x"),
+    )  # fmt: skip
+    ref = dcmread(path, defer_size=parse.DEFER_SIZE)
+    for keyword in INDEXED_TEXT:
+        assert parsed.text(keyword) == _from_dataset(ref, keyword, False), keyword
+    for keyword in INDEXED_INT:
+        assert parsed.integer(keyword) == _from_dataset(ref, keyword, True), keyword

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, event, select
 from sqlalchemy.exc import OperationalError
 
 from radcloud.config import Settings
+from radcloud.dicom import configure_pydicom
 from radcloud.store import db
 from radcloud.store.blobs import BlobStorage, FileStorage
 from radcloud.store.crypto import Keyring
@@ -43,6 +44,7 @@ class Archive:
     def open(cls, settings: Settings, *, migrate: bool = True) -> Archive:
         """Open (and create/upgrade) the archive the settings describe."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        configure_pydicom()
         engine = db.make_engine(settings.resolved_database_url)
         if db.is_sqlite(engine):
             _immediate_transactions(engine)

@@ -15,11 +15,12 @@ import os
 import shutil
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
@@ -74,19 +75,44 @@ class ParsedInstance:
     warnings: list[str] = field(default_factory=list)
 
     def text(self, keyword: str) -> str:
-        """A top-level string attribute, '' when absent, empty or undecodable."""
+        """A top-level string attribute, '' when absent, empty or undecodable.
+
+        Read from the DICOM JSON already built (no second decoding by pydicom)
+        when the attribute has one value, else from the data set.
+        """
+        item = self.metadata.get(_json_key(keyword))
+        if item is None:
+            return ""
+        values = item.get("Value")
+        if values is None and "BulkDataURI" not in item and "InlineBinary" not in item:
+            return ""
+        if values is not None and len(values) == 1:
+            value = values[0]
+            if isinstance(value, str):
+                return value.strip()
+            if isinstance(value, dict) and item.get("vr") == "PN":
+                groups = (value.get(g, "") for g in ("Alphabetic", "Ideographic", "Phonetic"))
+                return "=".join(groups).rstrip("=").strip()
         try:
-            value = self.ds.get(keyword)
+            found = self.ds.get(keyword)
         except (TypeError, ValueError, LookupError):
             return ""
-        if value is None or value == "":
+        if found is None or found == "":
             return ""
-        return str(value).strip()
+        return str(found).strip()
 
     def integer(self, keyword: str) -> int | None:
+        """A top-level integer attribute (IS, US, UL...), None when absent or not a number."""
+        item = self.metadata.get(_json_key(keyword))
+        if item is None:
+            return None
+        values = item.get("Value")
+        if values is not None and len(values) == 1 and isinstance(values[0], int | float):
+            value = values[0]
+            return int(value) if float(value).is_integer() else None
         try:
-            value = self.ds.get(keyword)
-            return int(value) if value not in (None, "") else None
+            found = self.ds.get(keyword)
+            return int(found) if found not in (None, "") else None
         except (TypeError, ValueError, OverflowError):
             return None
 
@@ -98,6 +124,18 @@ class ParsedInstance:
             if key in self.metadata:
                 out[key] = self.metadata[key]
         return out
+
+
+@lru_cache(maxsize=512)
+def _json_tag(keyword: str) -> int:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(f"{keyword!r} is not a DICOM keyword")
+    return int(tag)
+
+
+def _json_key(keyword: str) -> str:
+    return f"{_json_tag(keyword):08X}"
 
 
 def parse_file(path: Path) -> ParsedInstance:
@@ -251,7 +289,7 @@ def _required_uids(ds: Dataset) -> dict[str, str]:
 
     for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
         try:
-            value = ds.get(keyword)
+            value = _peek(ds, keyword)
         except Exception as exc:  # noqa: BLE001 - a malformed value is as bad as none
             raise missing(f"{keyword} cannot be decoded: {exc}") from exc
         value = str(value).strip().rstrip("\0") if value is not None else ""
@@ -261,6 +299,25 @@ def _required_uids(ds: Dataset) -> dict[str, str]:
             raise missing(f"{keyword} {value!r} is not a valid UID")
         uids[keyword] = value
     return uids
+
+
+def _peek(ds: Dataset, keyword: str) -> Any:
+    """A top-level single value, decoded from its raw bytes when they are plain (no pydicom).
+
+    Falls back to ``ds.get`` (pydicom's conversion) for anything else.
+    """
+    raw = ds.get_item(_json_tag(keyword), keep_deferred=True)
+    if raw is None:
+        return None
+    if isinstance(raw, RawDataElement) and not _ambiguous(raw):
+        fast = _fast_json(raw, _vr_of(raw, ds), "ascii")
+        if fast is not None:
+            values = fast.get("Value")
+            if not values:
+                return None
+            if len(values) == 1:
+                return values[0]
+    return ds.get(keyword)
 
 
 def _vr_of(raw: RawDataElement | DataElement, ds: Dataset) -> str:
@@ -446,7 +503,7 @@ def frame_locations(ds: Dataset, size: int) -> Frames | None:
     if not isinstance(raw, RawDataElement) or ts in _NO_DIRECT_OFFSETS:
         return None  # served by parsing the file instead
     try:
-        n_frames = int(ds.get("NumberOfFrames") or 1)
+        n_frames = int(_peek(ds, "NumberOfFrames") or 1)
     except (TypeError, ValueError):
         raise InvalidDicom("NumberOfFrames is not an integer") from None
     if raw.length != 0xFFFFFFFF:
@@ -457,17 +514,18 @@ def frame_locations(ds: Dataset, size: int) -> Frames | None:
 
 
 def _native_frames(ds: Dataset, raw: RawDataElement, n_frames: int) -> Frames | None:
-    bits = int(ds.get("BitsAllocated") or 0)
+    bits = int(_peek(ds, "BitsAllocated") or 0)
     if bits < 8:
         return None
-    samples = int(ds.get("SamplesPerPixel") or 1)
-    if str(ds.get("PhotometricInterpretation", "")) == "YBR_FULL_422":
+    samples = int(_peek(ds, "SamplesPerPixel") or 1)
+    if str(_peek(ds, "PhotometricInterpretation") or "") == "YBR_FULL_422":
         samples = 2  # two samples per pixel on average with 4:2:2 subsampling (PS3.3 C.7.6.3.1.2)
-    frame_len = int(ds.Rows) * int(ds.Columns) * samples * bits // 8
+    rows, columns = int(_peek(ds, "Rows") or 0), int(_peek(ds, "Columns") or 0)
+    frame_len = rows * columns * samples * bits // 8
     if frame_len * n_frames > raw.length:
         raise TruncatedDicom(
             f"Pixel Data holds {raw.length} bytes, {frame_len * n_frames} expected "
-            f"for {n_frames} frame(s) of {ds.Rows}x{ds.Columns}"
+            f"for {n_frames} frame(s) of {rows}x{columns}"
         )
     return [[(raw.value_tell + i * frame_len, frame_len)] for i in range(n_frames)]
 
