@@ -188,9 +188,12 @@ def test_concurrent_new_series_of_one_study(archive: Archive) -> None:
     assert counts(archive) == (1, 1, 6, 18, 18)
 
 
-def test_integrity_error_on_changed_blob(archive: Archive) -> None:
+@pytest.mark.parametrize("encrypted", [True, False], ids=["gcm-tag", "sha256"])
+def test_integrity_error_on_changed_blob(make_archive, encrypted: bool) -> None:  # type: ignore[no-untyped-def]
+    """Encrypted blobs fail AES-GCM authentication; plain ones their recorded SHA-256."""
     from radcloud.errors import IntegrityError
 
+    archive = make_archive(encrypt_at_rest=encrypted)
     r = store_bytes(archive, part10(next(tiny_ct_series(1))))
     (ref,) = retrieve.find_instances(archive, r.study_uid, principal=SYSTEM)
     path = archive.storage.path(ref.blob_key)  # type: ignore[attr-defined]

@@ -650,6 +650,9 @@ class DecryptingReader(io.BufferedIOBase):
     unless at the end, like a buffered file.  Closing closes the file.
     """
 
+    #: Every byte read has passed AES-GCM authentication (a read that fails raises).
+    authenticated = True
+
     def __init__(self, fh: BinaryIO, decryptor: Decryptor) -> None:
         super().__init__()
         self._fh = fh
