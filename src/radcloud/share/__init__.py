@@ -1,0 +1,1 @@
+"""Sharing studies outside the care team: de-identification, links, patient access."""
