@@ -119,3 +119,17 @@ def test_file_meta_matches_pydicom(sop_class: str, sop_uid: str, ts: str, versio
     # and pydicom reads it back
     meta = _read_file_meta_info(BytesIO(fast.getvalue()))
     assert (meta.MediaStorageSOPInstanceUID, meta.TransferSyntaxUID) == (sop_uid, ts)
+
+
+def test_accepted_associations_share_the_supported_contexts() -> None:
+    """Each association gets a new list of the same contexts, not a deep copy."""
+    import copy
+
+    from pynetdicom.presentation import build_context
+
+    from radcloud.dimse.net import SharedContexts
+
+    contexts = SharedContexts([build_context("1.2.840.10008.1.1")])
+    copied = copy.deepcopy(contexts)
+    assert copied == list(contexts) and copied is not contexts
+    assert copied[0] is contexts[0]

@@ -77,6 +77,19 @@ def set_nodelay(sock: socket.socket | None) -> None:
 TLS_HANDSHAKE_TIMEOUT = 30.0
 
 
+class SharedContexts(list[Any]):
+    """The listener's supported presentation contexts, shared by its associations.
+
+    pynetdicom deep-copies them for every association it accepts (tens of
+    milliseconds for the ~180 contexts an archive supports); negotiation
+    only reads them and builds new result contexts, so each association
+    gets a new list of the same, never modified, context objects.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        return list(self)
+
+
 class NoDelayServer(ThreadedAssociationServer):
     """The threaded listener, with ``TCP_NODELAY`` on every accepted connection.
 
@@ -84,8 +97,13 @@ class NoDelayServer(ThreadedAssociationServer):
     accepting thread, without a timeout: one peer that connects and sends
     nothing (a port scanner, a plain-DICOM client) would stall every other
     association.  Here the handshake runs in the connection's own thread,
-    bounded by ``TLS_HANDSHAKE_TIMEOUT``.
+    bounded by ``TLS_HANDSHAKE_TIMEOUT``.  Accepted associations share the
+    supported contexts (:class:`SharedContexts`).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.contexts = SharedContexts(self.contexts)
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None
