@@ -132,8 +132,16 @@ class Part:
         name = disp.get("filename") or self.content_location
         return os.path.basename(name.replace("\\", "/")) if name else ""
 
+    taken: bool = False
+
+    def take(self) -> Path:
+        """The spool file, now the caller's: the reader no longer deletes it."""
+        self.taken = True
+        return self.path
+
     def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if not self.taken:
+            self.path.unlink(missing_ok=True)
 
 
 def _disposition(headers: dict[str, str]) -> dict[str, str]:

@@ -6,10 +6,13 @@ worker thread; the answer is the Store Instances Response Module as DICOM JSON.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -83,10 +86,19 @@ async def _collect(outcomes: AsyncIterator[Outcome]) -> list[Outcome]:
     return out
 
 
+#: Parts being stored while the next one is received (ingest waits on disk syncs).
+PIPELINE = 2
+
+
 async def _receive(
     request: Request, archive: Archive, who: Principal, study: str | None
 ) -> AsyncIterator[Outcome]:
-    """Store each part of the body in turn, yielding its Outcome."""
+    """Store the parts of the body, yielding their Outcomes in body order.
+
+    Up to :data:`PIPELINE` parts are stored while the next part is read off
+    the connection; when the body breaks off, the parts already received are
+    still stored and reported before the error.
+    """
     content_type = request.headers.get("content-type", "")
     limit = archive.settings.max_upload_bytes
     spool = partial(ingest.spool, archive)
@@ -99,20 +111,40 @@ async def _receive(
         raise UnsupportedMediaType(
             f"multipart/related type {params['type']!r} is not supported; send {_DICOM!r} parts"
         )
-    async with aclosing(iter_parts(request, boundary, spool, limit)) as parts:
-        async for part in parts:
-            yield await _store_part(archive, part, who, study)
+    pending: deque[asyncio.Task[Outcome]] = deque()
+    try:
+        async with aclosing(iter_parts(request, boundary, spool, limit)) as parts:
+            async for part in parts:
+                pending.append(asyncio.create_task(_store_part(archive, part, who, study)))
+                while len(pending) >= PIPELINE:
+                    yield await pending.popleft()
+    except (MalformedBody, PayloadTooLarge):
+        while pending:  # the body broke off: report the parts received before it
+            yield await pending.popleft()
+        raise
+    while pending:
+        yield await pending.popleft()
 
 
-async def _store_part(archive: Archive, part: Part, who: Principal, study: str | None) -> Outcome:
+def _store_part(
+    archive: Archive, part: Part, who: Principal, study: str | None
+) -> Coroutine[Any, Any, Outcome]:
+    """Take the part's spool file now (the reader deletes untaken ones), store it in a thread."""
     if part.content_type not in _PART_TYPES:
         part.discard()
-        return Outcome(
-            error=UnsupportedMediaType(f"part of type {part.content_type!r} is not DICOM")
-        )
+        error = UnsupportedMediaType(f"part of type {part.content_type!r} is not DICOM")
+        return _done(Outcome(error=error))
+    return _store_file(archive, part.take(), who, study)
+
+
+async def _done(outcome: Outcome) -> Outcome:
+    return outcome
+
+
+async def _store_file(archive: Archive, path: Path, who: Principal, study: str | None) -> Outcome:
     try:
         result = await run_in_threadpool(
-            ingest.store, archive, part.path, source=f"stow:{who.source}",
+            ingest.store, archive, path, source=f"stow:{who.source}",
             expected_study_uid=study, principal=who,
         )  # fmt: skip
     except RadcloudError as exc:
