@@ -1,0 +1,220 @@
+"""What an open share shows: the study summary, series, rendered images, DICOM, report, e-film.
+
+A de-identified share (``Share.deidentify``) only ever hands out what
+:class:`radcloud.share.deid.Deidentifier` made of the study under the share's
+own secret: metadata, UIDs (the series and instance UIDs in its URLs are the
+replaced ones), the DICOM files of the zip, and pixels (the burned-in band of
+ultrasound / screen captures is blacked out in rendered images too).  The
+report and the e-film name the patient, so they come only with the patient's
+own (identified) links.  Everything is read through the archive's services
+under :func:`radcloud.share.links.reader`, scoped to the share's one
+study.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.fileset import FileSet
+from sqlalchemy import select
+
+from radcloud.archive import render_service, retrieve
+from radcloud.archive.retrieve import InstanceRef
+from radcloud.archive.service import Archive
+from radcloud.errors import NotFound
+from radcloud.render import pixels
+from radcloud.share.deid import BURNED_IN_MODALITIES, Deidentifier, Options, band_height
+from radcloud.share.links import reader
+from radcloud.store.models import Study
+
+log = logging.getLogger(__name__)
+
+MODALITY_TAG = "00080060"
+#: Attributes of the summary and series list (after de-identification when it applies).
+STUDY_KEYS = ("PatientName", "PatientID", "PatientSex", "PatientAge", "PatientBirthDate",
+              "StudyDate", "StudyTime", "StudyDescription", "AccessionNumber",
+              "InstitutionName")  # fmt: skip
+IDENTIFIED_ONLY = "this link is de-identified; the report and film name the patient"
+#: Type 1 keys of the DICOMDIR records (PS3.3 F.5) and the dummy put in a shared file
+#: where de-identification emptied them (action Z allows a dummy value).
+RECORD_DUMMIES: dict[str, Any] = {"PatientID": "ANONYMOUS", "StudyDate": "19000101",
+                                  "StudyTime": "000000", "StudyID": "1", "Modality": "OT",
+                                  "SeriesNumber": 1, "InstanceNumber": 1}  # fmt: skip
+
+
+def deidentifier(r: Any) -> Deidentifier | None:
+    """The share's de-identifier (its own secret), or None for an identified link."""
+    return Deidentifier(bytes.fromhex(r.secret), Options()) if r.deidentify else None
+
+
+def study_uid(archive: Archive, r: Any) -> str:
+    with archive.read() as conn:
+        return str(conn.scalar(select(Study.study_uid).where(Study.id == r.study_fk)))
+
+
+def refs(archive: Archive, r: Any) -> list[InstanceRef]:
+    return retrieve.find_instances(archive, study_uid(archive, r), principal=reader(archive, r))
+
+
+def _meta_dataset(archive: Archive, ref: InstanceRef) -> Dataset:
+    """The stored DICOM JSON of an instance as a data set (no bulk data)."""
+    meta = retrieve.instance_meta(archive, ref)
+    meta = {k: v for k, v in meta.items() if "BulkDataURI" not in v and "InlineBinary" not in v}
+    return Dataset.from_json(meta)
+
+
+def _shown(d: Deidentifier | None, ds: Dataset) -> Dataset:
+    return d.apply(ds)[0] if d is not None else ds
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return "" if value is None else str(value)
+
+
+def summary(archive: Archive, r: Any) -> dict[str, Any]:
+    """The study as the share shows it: patient and exam lines, modalities, counts."""
+    found = refs(archive, r)
+    d = deidentifier(r)
+    ds = _shown(d, _meta_dataset(archive, found[0]))
+    series = list(dict.fromkeys(ref.series_uid for ref in found))
+    out: dict[str, Any] = {key: _text(ds, key) for key in STUDY_KEYS}
+    out.update({
+        "StudyInstanceUID": d.uid(found[0].study_uid) if d else found[0].study_uid,
+        "series": len(series), "instances": len(found), "deidentified": d is not None,
+        "report": not r.deidentify, "film": not r.deidentify,
+    })  # fmt: skip
+    return out
+
+
+def series(archive: Archive, r: Any) -> list[dict[str, Any]]:
+    """Series in viewing order, each with its instances (UIDs as this share names them)."""
+    found = refs(archive, r)
+    d = deidentifier(r)
+    uid = d.uid if d else (lambda u: u)
+    grouped: dict[str, list[InstanceRef]] = {}
+    for ref in found:
+        grouped.setdefault(ref.series_uid, []).append(ref)
+    out = []
+    for original, members in grouped.items():
+        ds = _shown(d, _meta_dataset(archive, members[0]))
+        out.append({
+            "SeriesInstanceUID": uid(original), "Modality": _text(ds, "Modality"),
+            "SeriesNumber": _text(ds, "SeriesNumber"),
+            "SeriesDescription": _text(ds, "SeriesDescription"),
+            "instances": [{"SOPInstanceUID": uid(m.sop_uid), "frames": m.number_of_frames}
+                          for m in members],
+        })  # fmt: skip
+    return out
+
+
+def find(archive: Archive, r: Any, series_uid: str, sop_uid: str) -> InstanceRef:
+    """The instance a share URL names (by the share's UIDs); NotFound otherwise."""
+    d = deidentifier(r)
+    for ref in refs(archive, r):
+        s, i = (d.uid(ref.series_uid), d.uid(ref.sop_uid)) if d else (ref.series_uid, ref.sop_uid)
+        if s == series_uid and i == sop_uid:
+            return ref
+    raise NotFound("no such image in this share")
+
+
+def rendered(
+    archive: Archive, r: Any, series_uid: str, sop_uid: str, *, frame: int = 1,
+    fmt: str = "jpeg", size: int | None = None,
+) -> bytes:  # fmt: skip
+    """One frame as JPEG/PNG, with the burned-in band masked as in the shared DICOM."""
+    ref = find(archive, r, series_uid, sop_uid)
+    if not 1 <= frame <= ref.number_of_frames:
+        raise NotFound(f"the image has {ref.number_of_frames} frame(s), no frame {frame}")
+    f = render_service.frame_pixels(archive, ref, frame)
+    arr = f.pixels
+    modality = str((f.meta.get(MODALITY_TAG, {}).get("Value") or [""])[0]).upper()
+    if r.deidentify and modality in BURNED_IN_MODALITIES:
+        arr = arr.copy()
+        arr[: band_height(arr.shape[0])] = 0
+    viewport = (size, size) if size else None
+    return pixels.render(arr, f.meta, viewport=viewport, fmt=fmt, photometric=f.photometric)
+
+
+def shared_dataset(archive: Archive, r: Any, ref: InstanceRef) -> Dataset:
+    """The instance as the share hands it out (de-identified when the share is)."""
+    ds = dcmread(io.BytesIO(retrieve.read_original(archive, ref)))
+    return _shown(deidentifier(r), ds)
+
+
+def _save_for_fileset(ds: Dataset, path: Path) -> None:
+    for key, dummy in RECORD_DUMMIES.items():
+        if ds.get(key) in (None, ""):
+            setattr(ds, key, dummy)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _add(fs: FileSet, path: Path) -> None:
+    """Add a file to the File-set; one lacking a value its record needs gets the dummy."""
+    try:
+        fs.add(path)
+    except (ValueError, InvalidDicomError):
+        _save_for_fileset(dcmread(path, force=True), path)
+        fs.add(path)
+
+
+@contextmanager
+def dicom_zip(archive: Archive, r: Any) -> Iterator[Path]:
+    """A zip of the share's DICOM files with a DICOMDIR (PS3.10 File-set); removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="radcloud-share-") as tmp:
+        root = Path(tmp)
+        staged, fileset = root / "staged", root / "fileset"
+        staged.mkdir()
+        fs = FileSet()
+        fs.ID = "RADCLOUD"
+        unlisted: list[Path] = []
+        for n, ref in enumerate(refs(archive, r)):
+            path = staged / f"{n:06d}.dcm"
+            if r.deidentify:
+                _save_for_fileset(shared_dataset(archive, r, ref), path)
+            else:  # the patient's own files, exactly as received
+                path.write_bytes(retrieve.read_original(archive, ref))
+            try:
+                _add(fs, path)
+            except ValueError as exc:  # no directory record fits it: still handed out
+                log.warning("share %d: %s left out of the DICOMDIR: %s", r.id, ref.sop_uid, exc)
+                unlisted.append(path)
+        fs.write(fileset)
+        out = root / "study.zip"
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+            for dirpath, _dirs, files in os.walk(fileset):
+                for name in sorted(files):
+                    full = Path(dirpath) / name
+                    z.write(full, full.relative_to(fileset).as_posix())
+            for n, path in enumerate(unlisted):
+                z.write(path, f"OTHER/OT{n:06d}")
+        yield out
+
+
+def report_pdf(archive: Archive, r: Any, lang: str = "zh") -> bytes:
+    """The signed report as PDF (identified links only)."""
+    if r.deidentify:
+        raise NotFound(IDENTIFIED_ONLY)
+    from radcloud.report import render
+
+    return render.pdf(archive, reader(archive, r), study_uid(archive, r), lang=lang)
+
+
+def film(archive: Archive, r: Any, fmt: str = "png") -> bytes:
+    """The e-film (key images + signed impression) as PNG or PDF (identified links only)."""
+    if r.deidentify:
+        raise NotFound(IDENTIFIED_ONLY)
+    from radcloud.report import film as films
+
+    return films.export(archive, reader(archive, r), study_uid(archive, r), fmt)

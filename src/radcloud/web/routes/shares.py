@@ -1,0 +1,339 @@
+"""Share links over HTTP: managing a study's links, and the patient's side of a link.
+
+Managers (``study.share``, the study visible to them)::
+
+    POST   /api/studies/{study}/shares          create (body optional: defaults)
+    GET    /api/studies/{study}/shares          list
+    DELETE /api/studies/{study}/shares?id=N     revoke (and the links made from it)
+
+The holder of a link, without an account.  The token travels in the query
+(``?t=``) of GETs and in the JSON body of POSTs, never in a path, so it never
+lands in the audit trail; content calls also need the share-session cookie
+(``radcloud_share``, HttpOnly, SameSite=Strict) that ``POST /api/s/verify``
+sets after the identity check::
+
+    GET  /s?t=…                         entry page (HTML; errors as HTML pages)
+    GET  /api/s/info?t=…                which question, expiry, views left
+    POST /api/s/verify {token, answer}  identity check → cookie
+    GET  /api/s/study?t=…               summary;   GET /api/s/series?t=…  series + instances
+    GET  /api/s/series/{series}/instances/{instance}/rendered?t=…&frame=&format=&size=
+    GET  /api/s/dicom?t=…               zip with DICOMDIR
+    GET  /api/s/report?t=…&lang=        report PDF;  GET /api/s/film?t=…&format=png|pdf
+    GET  /api/s/qr?t=…                  the link as a QR code (SVG)
+    POST /api/s/reshare {token, hours, max_views, verify}
+    GET  /api/s/shares?t=…;  POST /api/s/revoke {token, id}
+
+Errors are ``application/problem+json``: 404 for every unknown token alike,
+410 expired/revoked/used up, 423 locked, 401 wrong answer or no session, 429
+too many failures from one address.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+from starlette.background import BackgroundTask
+
+from radcloud.archive.service import Archive
+from radcloud.auth import audit
+from radcloud.errors import InvalidRequest, MalformedBody, RadcloudError
+from radcloud.share import content, links, publish, sms
+from radcloud.web.deps import ArchiveDep, Who
+
+router = APIRouter()
+COOKIE = "radcloud_share"
+_STUDY = "/api/studies/{study}/shares"
+#: No upper length: every unknown token, however long, gets the same 404 (the lookup skips
+#: lengths no token has, and the header limit bounds the URL).
+Token = Annotated[str, Query(alias="t", min_length=1, description="link token")]
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'",
+    "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
+}  # fmt: skip
+_PRIVATE = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer"}
+
+
+class CreateBody(BaseModel):
+    kind: Literal["patient", "share"] = "share"
+    hours: float | None = Field(None, gt=0, description="Expiry in hours (default setting)")
+    max_views: int | None = Field(None, ge=1, description="Opens allowed (none: unlimited)")
+    verify: Literal["none", "phone4", "id4", "code"] = "code"
+    deidentify: bool | None = Field(None, description="Default: true for kind share")
+    phone: str | None = Field(None, max_length=32, description="Patient phone (SMS, phone4)")
+    send_sms: bool = Field(False, description="Text the link to `phone` (or the stored one)")
+
+
+class VerifyBody(BaseModel):
+    token: str = Field(min_length=1)
+    answer: str | None = Field(None, max_length=64)
+
+
+class ReshareBody(BaseModel):
+    token: str = Field(min_length=1)
+    hours: float | None = Field(None, gt=0)
+    max_views: int | None = Field(None, ge=1)
+    verify: Literal["none", "code"] = "code"
+
+
+class RevokeBody(BaseModel):
+    token: str = Field(min_length=1)
+    id: int
+
+
+def _source(request: Request) -> str:
+    return str(getattr(request.state, "source", "") or "")
+
+
+def _base(request: Request, archive: Archive) -> str:
+    return archive.settings.public_url or str(request.base_url).rstrip("/")
+
+
+def _created(request: Request, archive: Archive, created: links.Created) -> dict[str, Any]:
+    url = publish.link_url(_base(request, archive), created.token)
+    return {"share": created.share, "token": created.token, "url": url, "code": created.code,
+            "qr_svg": sms.qr_svg(url).decode()}  # fmt: skip
+
+
+# ------------------------------------------------------------------ managers
+
+
+@router.post(_STUDY, status_code=201)
+def create_share(
+    study: str, request: Request, archive: ArchiveDep, who: Who,
+    body: Annotated[dict[str, Any] | None, Body()] = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A new link (token, URL, QR code and one-time code shown once); optionally texted."""
+    links.check_study(archive, who, study)  # 404 before the body is looked at
+    try:
+        b = CreateBody.model_validate(body or {})
+    except ValidationError as exc:
+        raise MalformedBody("; ".join(str(e.get("msg")) for e in exc.errors())) from None
+    number = None
+    if b.send_sms:  # a number that cannot be texted is refused before anything is made
+        number = sms.normalise(b.phone or links.study_phone(archive, study) or "-")
+    created = links.create(archive, who, study, kind=b.kind, hours=b.hours, max_views=b.max_views,
+                           verify=b.verify, deidentify=b.deidentify, phone=b.phone)  # fmt: skip
+    out = _created(request, archive, created)
+    out["sms"] = False
+    if number:
+        out["sms"] = _text_link(archive, who, study, created, out["url"], number)
+    return out
+
+
+def _text_link(archive: Archive, who: Any, study: str, created: links.Created, url: str,
+               number: str) -> bool:  # fmt: skip
+    """Text the link; a failed SMS is reported (``sms: false``), the link stays."""
+    s = archive.settings
+    kind = "published" if created.share["kind"] == "patient" else "shared"
+    text = sms.message(kind, sign=s.sms_sign, url=url, until=created.share["expires_at"],
+                       code=created.code)  # fmt: skip
+    try:
+        sms.provider(s).send(number, text)
+        sent = True
+    except sms.SmsFailed:
+        sent = False
+    audit.record(archive, who, "share.sms", audit.SUCCESS if sent else audit.FAILED,
+                 study_uid=study, target=f"share:{created.share['id']}",
+                 detail={"phone": sms.mask(number)})  # fmt: skip
+    return sent
+
+
+@router.get(_STUDY)
+def list_shares(study: str, archive: ArchiveDep, who: Who) -> list[dict[str, Any]]:
+    """The study's links, newest first, with views, expiry and state."""
+    return links.list_for_study(archive, who, study)
+
+
+@router.delete(_STUDY)
+def revoke_share(
+    study: str, archive: ArchiveDep, who: Who,
+    share_id: Annotated[int | None, Query(alias="id")] = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Revoke one link of the study and every link made from it."""
+    links.check_study(archive, who, study)  # 404 before any parameter check
+    if share_id is None:
+        raise InvalidRequest("name the link to revoke: ?id=<share id>")
+    return links.revoke(archive, who, study, share_id)
+
+
+# ------------------------------------------------------------------ the holder of a link
+
+
+def _open(request: Request, archive: Archive, token: str) -> Any:
+    r = links.session_share(archive, token, request.cookies.get(COOKIE), _source(request))
+    audit.record(archive, links.share_principal(r), "share.view",
+                 study_uid=content.study_uid(archive, r), target=f"share:{r.id}",
+                 source=_source(request), detail={"what": request.url.path}, fold=True)  # fmt: skip
+    return r
+
+
+@router.get("/api/s/info")
+def share_info(t: Token, request: Request, archive: ArchiveDep) -> dict[str, Any]:
+    """What the entry page asks before showing anything."""
+    return links.describe(archive, t, _source(request))
+
+
+@router.post("/api/s/verify")
+def share_verify(
+    request: Request, archive: ArchiveDep, body: Annotated[VerifyBody | None, Body()] = None
+) -> Response:
+    """The identity check; on success a short-lived share-session cookie for this link."""
+    if body is None:
+        raise InvalidRequest("send {token, answer}")
+    session = links.verify(archive, body.token, body.answer, _source(request))
+    minutes = archive.settings.share_session_minutes
+    response = JSONResponse({"ok": True, "session_minutes": minutes}, headers=_PRIVATE)
+    response.set_cookie(
+        COOKIE, session, httponly=True, samesite="strict", path="/",
+        secure=request.url.scheme == "https", max_age=minutes * 60,
+    )  # fmt: skip
+    return response
+
+
+@router.get("/api/s/study")
+def share_study(t: Token, request: Request, archive: ArchiveDep) -> dict[str, Any]:
+    return content.summary(archive, _open(request, archive, t))
+
+
+@router.get("/api/s/series")
+def share_series(t: Token, request: Request, archive: ArchiveDep) -> list[dict[str, Any]]:
+    return content.series(archive, _open(request, archive, t))
+
+
+@router.get("/api/s/series/{series}/instances/{instance}/rendered")
+def share_rendered(
+    series: str, instance: str, t: Token, request: Request, archive: ArchiveDep,
+    frame: Annotated[int, Query(ge=1)] = 1,
+    format: Literal["jpeg", "png"] = "jpeg",  # noqa: A002 - the query parameter's name
+    size: Annotated[int | None, Query(ge=16, le=4096)] = None,
+) -> Response:  # fmt: skip
+    r = _open(request, archive, t)
+    data = content.rendered(archive, r, series, instance, frame=frame, fmt=format, size=size)
+    return Response(data, media_type=f"image/{format}", headers=_PRIVATE)
+
+
+@router.get("/api/s/dicom")
+def share_dicom(t: Token, request: Request, archive: ArchiveDep) -> Response:
+    """The study's DICOM files (de-identified when the link is) with a DICOMDIR, as a zip."""
+    r = _open(request, archive, t)
+    holder = content.dicom_zip(archive, r)
+    path: Path = holder.__enter__()
+    return FileResponse(
+        path, media_type="application/zip", filename="study.zip", headers=_PRIVATE,
+        background=BackgroundTask(holder.__exit__, None, None, None),
+    )  # fmt: skip
+
+
+@router.get("/api/s/report")
+def share_report(
+    t: Token, request: Request, archive: ArchiveDep, lang: Literal["zh", "en"] = "zh"
+) -> Response:
+    data = content.report_pdf(archive, _open(request, archive, t), lang)
+    return Response(data, media_type="application/pdf", headers=_PRIVATE)
+
+
+@router.get("/api/s/film")
+def share_film(
+    t: Token,
+    request: Request,
+    archive: ArchiveDep,
+    format: Literal["png", "pdf"] = "png",  # noqa: A002
+) -> Response:
+    data = content.film(archive, _open(request, archive, t), format)
+    media = "image/png" if format == "png" else "application/pdf"
+    return Response(data, media_type=media, headers=_PRIVATE)
+
+
+@router.get("/api/s/qr")
+def share_qr(t: Token, request: Request, archive: ArchiveDep) -> Response:
+    """The link as a QR code (for the exam slip); the token must name a usable link."""
+    links.describe(archive, t, _source(request))
+    svg = sms.qr_svg(publish.link_url(_base(request, archive), t))
+    return Response(svg, media_type="image/svg+xml", headers=_PRIVATE)
+
+
+@router.post("/api/s/reshare", status_code=201)
+def share_reshare(
+    request: Request, archive: ArchiveDep, body: Annotated[ReshareBody | None, Body()] = None
+) -> dict[str, Any]:
+    """A de-identified link made from this one, within its expiry and views left."""
+    if body is None:
+        raise InvalidRequest("send {token, hours?, max_views?, verify?}")
+    r = _open(request, archive, body.token)
+    created = links.reshare(archive, r, hours=body.hours, max_views=body.max_views,
+                            verify=body.verify, source=_source(request))  # fmt: skip
+    return _created(request, archive, created)
+
+
+@router.get("/api/s/shares")
+def share_children(t: Token, request: Request, archive: ArchiveDep) -> list[dict[str, Any]]:
+    """The links made from this one."""
+    return links.children(archive, _open(request, archive, t))
+
+
+@router.post("/api/s/revoke")
+def share_revoke(
+    request: Request, archive: ArchiveDep, body: Annotated[RevokeBody | None, Body()] = None
+) -> dict[str, Any]:
+    """Revoke a link made from this one."""
+    if body is None:
+        raise InvalidRequest("send {token, id}")
+    r = _open(request, archive, body.token)
+    return links.revoke_child(archive, r, body.id, _source(request))
+
+
+# ------------------------------------------------------------------ the entry page
+
+
+_TEXT = {
+    "landing": ("打开检查结果 Open your results",
+                "请扫描检查单上的二维码，或打开短信中的链接。"
+                " Scan the QR code on your exam slip or open the link in your SMS."),
+    "active": ("您的检查结果 Your results",
+               "请验证身份后查看。 Please confirm who you are to continue."),
+}  # fmt: skip
+_QUESTION = {
+    "none": "无需验证 No question",
+    "phone4": "请输入您手机号码的后四位 Enter the last 4 digits of your phone number",
+    "id4": "请输入您病历号（患者ID）的后四位 Enter the last 4 characters of your patient ID",
+    "code": "请输入分享人提供的验证码 Enter the code the sender gave you",
+}
+
+
+def _page(status: int, title: str, text: str, extra: str = "") -> HTMLResponse:
+    body = (
+        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;margin:2em;"
+        "max-width:36em}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{extra}</body></html>"
+    )
+    return HTMLResponse(body, status_code=status, headers=_PAGE_HEADERS)
+
+
+@router.get("/s")
+def share_page(
+    request: Request, archive: ArchiveDep,
+    t: str | None = None,
+) -> HTMLResponse:  # fmt: skip
+    """The entry page of a link: its question, or why it no longer opens (as HTML)."""
+    if not t:
+        return _page(200, *_TEXT["landing"])
+    try:
+        info = links.describe(archive, t, _source(request))
+    except RadcloudError as exc:
+        return _page(exc.http_status, exc.title, exc.detail)
+    until = info["expires_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    extra = (
+        f'<p id="question" data-verify="{html.escape(info["verify"])}">'
+        f"{html.escape(_QUESTION[info['verify']])}</p>"
+        f"<p>有效期至 Valid until {html.escape(until)}</p>"
+    )
+    return _page(200, *_TEXT["active"], extra)
