@@ -261,7 +261,7 @@ async function desktop(browser) {
   step("invert, rotate, zoom 1:1, reset; layouts; language");
   await page.click("#act-invert");
   await page.waitForFunction(() => /INV/.test(document.querySelector("#vp0 + .overlay .corner.br").innerText));
-  await page.click("#act-one");
+  await page.selectOption("#zoom-mode", "one");
   await page.waitForFunction(() => !/Zoom: 1\.00/.test(document.querySelector("#vp0 + .overlay .corner.br").innerText));
   await page.click("#act-reset");
   await page.waitForFunction(() => /Zoom: 1\.00/.test(document.querySelector("#vp0 + .overlay .corner.br").innerText) && !/INV/.test(document.querySelector("#vp0 + .overlay .corner.br").innerText));

@@ -60,3 +60,6 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   for (const c of children) if (c != null) el.append(c);
   return el;
 }
+
+/** Modalities of series that hold no images to show (presentation states, key objects, reports…). */
+export const NOT_IMAGES = new Set(["PR", "KO", "SR", "SEG", "RTSTRUCT", "RTPLAN", "RTDOSE", "DOC", "REG", "FID", "PLAN"]);

@@ -1,6 +1,6 @@
 // The start page: search studies (QIDO-RS), sort, page, series thumbnails, open in the viewer.
 
-import { getJSON, h, tagStr, tagNum, fmtDate, type DicomJson } from "./api";
+import { NOT_IMAGES, getJSON, h, tagStr, tagNum, fmtDate, type DicomJson } from "./api";
 import { t, onLangChange, translate } from "./i18n";
 
 const PAGE = 25;
@@ -160,6 +160,7 @@ async function loadThumbs(study: string, cell: HTMLElement): Promise<void> {
     const series = [...(await p)];
     series.sort((a, b) => (tagNum(a, "00200011") ?? 0) - (tagNum(b, "00200011") ?? 0));
     for (const s of series) {
+      if (NOT_IMAGES.has(tagStr(s, "00080060"))) continue; // measurements, key objects, reports: no picture
       const uid = tagStr(s, "0020000E");
       const label = `${tagStr(s, "00080060")} ${tagStr(s, "00200011")} ${tagStr(s, "0008103E")}`.trim();
       const a = h("a", { class: "thumb", href: `/viewer?study=${encodeURIComponent(study)}&series=${encodeURIComponent(uid)}`, title: label },

@@ -3,8 +3,11 @@
 import { init as csInit, RenderingEngine, Enums, eventTarget, utilities as csUtils, type Types } from "@cornerstonejs/core";
 import * as cst from "@cornerstonejs/tools";
 import { init as loaderInit, wadors } from "@cornerstonejs/dicom-image-loader";
-import { getJSON, h, signIn, tagStr, tagNum, fmtDate, type DicomJson } from "./api";
+import { NOT_IMAGES, getJSON, h, signIn, tagStr, tagNum, fmtDate, type DicomJson } from "./api";
 import { t, onLangChange, translate } from "./i18n";
+import { EXPORT_FORMATS, EXTENSION, download, encode, zip, zipEntry, type ExportFormat, type ZipEntry } from "./export";
+import { FILTERS, cssFilter, enhanceXray, filterLabel, installFilters, type FilterName } from "./filters";
+import { SAVED_TOOLS, fingerprint, fromSaved, keyOf, loadState, refOf, saveState, toSaved, type ImageRef, type SavedAnnotation } from "./annotations";
 
 const ENGINE = "rc-engine";
 const GROUP = "rc-tools";
@@ -78,6 +81,8 @@ interface ViewerSettings {
   tool?: string;
   magnify?: number;
   overlay?: Record<string, string[]>; // modality → hidden fields
+  /** Hanging protocols "as you see it": modality:body part → layout and which series goes where. */
+  hanging?: Record<string, { layout: string; series: Array<{ modality: string; description: string; number: number } | null> }>;
 }
 
 /** Window presets on the number keys 1–5: [key, width, level]. */
@@ -94,10 +99,32 @@ const TOOLS: Array<[string, string, string]> = [ // [id, tool name, label key]
   ["ctr", CTRTool.toolName, "viewer.ctr"], ["arrow", cst.ArrowAnnotateTool.toolName, "viewer.arrow"],
   ["magnify", cst.MagnifyTool.toolName, "viewer.magnify"],
 ];
-const LAYOUTS: Record<string, [number, number]> = { "1x1": [1, 1], "1x2": [1, 2], "2x2": [2, 2] };
+/** Layouts offered in the list (rows x columns); any other up to 4×4 comes from the picker. */
+const LAYOUTS = ["1x1", "1x2", "2x1", "2x2", "2x3", "3x2", "3x3"];
+const MAX_GRID = 4;
+function parseLayout(name: string | undefined): [number, number] | undefined {
+  const m = /^([1-9])x([1-9])$/.exec(name || "");
+  if (!m) return undefined;
+  const rc: [number, number] = [Number(m[1]), Number(m[2])];
+  return rc[0] <= MAX_GRID && rc[1] <= MAX_GRID ? rc : undefined;
+}
+/** Zoom modes: fit the whole image, one image pixel per screen pixel, fill, fit the width or the height. */
+const ZOOM_MODES = ["fit", "one", "fill", "width", "height"] as const;
+type ZoomMode = (typeof ZOOM_MODES)[number];
 
-interface Series { uid: string; number: number; modality: string; description: string; count: number; }
-interface Slot { el: HTMLDivElement; overlay: HTMLDivElement; id: string; series?: string; enabled: boolean; }
+interface Series {
+  uid: string; number: number; modality: string; description: string; count: number; bodyPart?: string;
+  study?: string; date?: string; // a prior study's series: its study and date
+}
+
+interface Slot {
+  el: HTMLDivElement; overlay: HTMLDivElement; keyMark: HTMLDivElement; id: string; series?: string; enabled: boolean;
+  filter: FilterName; // display filter (smooth / sharpen / X-ray), on the client only
+  cursorMark: HTMLDivElement; // the 3D cursor's position on this viewport's image
+  enhanced?: HTMLCanvasElement; // the X-ray enhanced picture, over Cornerstone's canvas
+  gen?: number; // bumped by each new content, so a slower earlier load cannot overwrite it
+  view?: string; // mammography: laterality and view ("R CC")
+}
 
 const phone = () => window.matchMedia("(max-width: 700px)").matches;
 
@@ -145,7 +172,18 @@ export async function viewer(main: HTMLElement): Promise<void> {
   const back = h("a", { class: "btn tool", href: "/", "data-i18n": "viewer.back" }, t("viewer.back"));
   const togglePanel = btn("toggle-series", "viewer.series");
   const layoutSel = h("select", { id: "layout", "aria-label": "layout" });
-  for (const k of Object.keys(LAYOUTS)) layoutSel.append(h("option", { value: k }, k.replace("x", "×")));
+  function fillLayouts(current = ""): void {
+    const names = LAYOUTS.includes(current) || !parseLayout(current) ? LAYOUTS : [...LAYOUTS, current];
+    layoutSel.replaceChildren(...names.map((k) => h("option", { value: k }, k.replace("x", "×"))),
+      h("option", { value: "custom", "data-i18n": "viewer.customLayout" }, t("viewer.customLayout")));
+  }
+  fillLayouts();
+  const zoomSel = h("select", { id: "zoom-mode", "aria-label": "zoom mode" });
+  function fillZoom(): void {
+    zoomSel.replaceChildren(h("option", { value: "" }, t("viewer.zoomMode")),
+      ...ZOOM_MODES.map((z) => h("option", { value: z }, t("zoom." + z))));
+  }
+  fillZoom();
   const presetSel = h("select", { id: "preset", "aria-label": "preset" }, h("option", { value: "", "data-i18n": "viewer.presets" }, t("viewer.presets")));
   function fillPresets(): void {
     presetSel.replaceChildren(h("option", { value: "", "data-i18n": "viewer.presets" }, t("viewer.presets")));
@@ -168,30 +206,45 @@ export async function viewer(main: HTMLElement): Promise<void> {
     toolbar.append(b);
   }
   const actions: Array<[string, string, () => void]> = [
-    ["fit", "viewer.fit", () => act((vp) => vp.setViewPresentation({ zoom: 1, pan: [0, 0] }))],
-    ["one", "viewer.one", () => act((vp) => vp.setZoom(oneToOne(vp)))],
     ["rotate", "viewer.rotate", () => act((vp) => vp.setViewPresentation({ rotation: (vp.getViewPresentation().rotation ?? 0) + 90 }))],
     ["flipH", "viewer.flipH", () => act((vp) => vp.setViewPresentation({ flipHorizontal: !vp.getViewPresentation().flipHorizontal }))],
     ["flipV", "viewer.flipV", () => act((vp) => vp.setViewPresentation({ flipVertical: !vp.getViewPresentation().flipVertical }))],
     ["invert", "viewer.invert", () => act((vp) => vp.setProperties({ invert: !vp.getProperties().invert }))],
-    ["reset", "viewer.reset", () => { act((vp) => { vp.resetCamera(); vp.resetProperties(); }); cmapSel.value = COLORMAPS[0][0]; hook.colormap = undefined; }],
-    ["clear", "viewer.clearMeasure", () => { cst.annotation.state.removeAllAnnotations(); engine.render(); }],
+    ["xray", "viewer.xray", () => setFilter(slots[active].filter === "xray" ? "" : "xray")],
+    ["reset", "viewer.reset", () => { act((vp) => { vp.resetCamera(); vp.resetProperties(); }); zoomTo("fit"); cmapSel.value = COLORMAPS[0][0]; hook.colormap = undefined; setFilter(""); }],
+    ["clear", "viewer.clearMeasure", () => { cst.annotation.state.removeAllAnnotations(); engine.render(); markChanged(); }],
+    ["key", "viewer.keyImage", () => toggleKey()],
+    ["save", "viewer.save", () => void saveAnnotations()],
     ["cine", "viewer.cine", () => toggleCine()],
     ["savepreset", "viewer.savePreset", () => void saveCustomPreset()],
     ["link", "viewer.link", () => setLinked(!linked)],
+    ["cursor", "viewer.cursor3d", () => setCursor(!cursorOn)],
+    ["hanging", "viewer.hanging", () => void saveHanging()],
     ["reflines", "viewer.refLines", () => setRefLines(!refLines)],
     ["overlay", "viewer.overlaySettings", () => overlayDialog()],
   ];
-  toolbar.append(presetSel, cmapSel, powerSel);
+  const filterSel = h("select", { id: "filter", "aria-label": "filter", "data-i18n-title": "viewer.filter", title: t("viewer.filter") });
+  function fillFilters(): void {
+    filterSel.replaceChildren(...FILTERS.filter((f) => f !== "xray").map((f) => {
+      const [key, level] = filterLabel(f);
+      return h("option", { value: f }, f ? `${t(key)} ${level}` : t("filter.none"));
+    }));
+  }
+  fillFilters();
+  toolbar.append(zoomSel, presetSel, cmapSel, filterSel, powerSel);
   for (const [id, key, f] of actions) {
     const b = btn("act-" + id, key);
     b.addEventListener("click", f);
     toolbar.append(b);
   }
   toolbar.append(h("label", { class: "fps" }, fps, h("span", { "data-i18n": "viewer.fps" }, t("viewer.fps"))));
+  const exportSel = h("select", { id: "export-format", "aria-label": "export format", "data-i18n-title": "viewer.exportFormat", title: t("viewer.exportFormat") });
+  for (const f of EXPORT_FORMATS) exportSel.append(h("option", { value: f }, f.toUpperCase()));
   const exportBtn = btn("act-export", "viewer.export");
-  exportBtn.addEventListener("click", () => void exportPng());
-  toolbar.append(exportBtn);
+  exportBtn.addEventListener("click", () => void exportImage());
+  const exportSeriesBtn = btn("act-export-series", "viewer.exportSeries");
+  exportSeriesBtn.addEventListener("click", () => void exportSeries());
+  toolbar.append(exportSel, exportBtn, exportSeriesBtn);
 
   const panel = h("aside", { class: "series-panel", id: "series-panel" });
   const grid = h("div", { class: "grid", id: "grid" });
@@ -215,17 +268,38 @@ export async function viewer(main: HTMLElement): Promise<void> {
     }, { once: true }));
   }
   const ovDlg = h("dialog", { id: "overlay-dialog", class: "dlg" });
-  main.replaceChildren(h("section", { class: "viewer" }, toolbar, h("div", { class: "viewer-body" }, panel, grid), info), askDlg, ovDlg);
+  const saveStatus = h("span", { class: "save-status", id: "save-status", role: "status" });
+  info.prepend(saveStatus);
+  const leaveDlg = h("dialog", { id: "leave", class: "dlg" },
+    h("form", { method: "dialog" }, h("div", { class: "dlg-title", "data-i18n": "viewer.unsaved" }, t("viewer.unsaved")),
+      h("div", { class: "dlg-actions" },
+        h("button", { class: "btn", value: "cancel", id: "leave-cancel", "data-i18n": "dlg.cancel" }, t("dlg.cancel")),
+        h("button", { class: "btn", value: "discard", id: "leave-discard", "data-i18n": "viewer.discard" }, t("viewer.discard")),
+        h("button", { class: "btn primary", value: "save", id: "leave-save", "data-i18n": "dlg.save" }, t("dlg.save")))));
+  const layoutDlg = h("dialog", { id: "layout-dialog", class: "dlg" });
+  main.replaceChildren(h("section", { class: "viewer" }, toolbar, h("div", { class: "viewer-body" }, panel, grid), info), askDlg, ovDlg, leaveDlg, layoutDlg);
   if (phone()) panel.classList.add("strip");
   togglePanel.addEventListener("click", () => { panel.hidden = !panel.hidden; requestAnimationFrame(() => engine.resize(true, true)); });
-  onLangChange(() => { translate(main); fillPresets(); slots.forEach(updateOverlay); });
+  onLangChange(() => { translate(main); fillPresets(); fillFilters(); fillZoom(); filterSel.value = slots[active]?.filter === "xray" ? "" : slots[active]?.filter || ""; slots.forEach(updateOverlay); });
 
-  const slots: Slot[] = [0, 1, 2, 3].map((i) => {
+  const slots: Slot[] = Array.from({ length: MAX_GRID * MAX_GRID }, (_, i) => i).map((i) => {
     const el = h("div", { class: "vp", id: "vp" + i, "data-slot": String(i), tabindex: "0" }) as HTMLDivElement;
     el.addEventListener("contextmenu", (e) => e.preventDefault());
     const overlay = h("div", { class: "overlay" }) as HTMLDivElement;
-    const cell = h("div", { class: "cell", "data-slot": String(i) }, el, overlay, h("div", { class: "empty", "data-i18n": "viewer.empty" }, t("viewer.empty")));
+    const cursorMark = h("div", { class: "cursor3d" }) as HTMLDivElement;
+    cursorMark.hidden = true;
+    const keyMark = h("div", { class: "keymark", "data-i18n-title": "viewer.keyImage", title: t("viewer.keyImage") }, "★ KEY");
+    keyMark.hidden = true;
+    const cell = h("div", { class: "cell", "data-slot": String(i) }, el, overlay, keyMark, cursorMark, h("div", { class: "empty", "data-i18n": "viewer.empty" }, t("viewer.empty")));
     cell.addEventListener("pointerdown", () => setActive(i));
+    // the 3D cursor takes the primary button before any tool does (capture phase)
+    cell.addEventListener("mousedown", (e) => {
+      if (!cursorOn || e.button !== 0) return;
+      e.stopPropagation();
+      e.preventDefault();
+      setActive(i);
+      placeCursor(i, e.clientX, e.clientY);
+    }, { capture: true });
     cell.addEventListener("wheel", () => setActive(i), { passive: true });
     cell.addEventListener("dragover", (e) => { e.preventDefault(); cell.classList.add("drop"); });
     cell.addEventListener("dragleave", () => cell.classList.remove("drop"));
@@ -236,13 +310,14 @@ export async function viewer(main: HTMLElement): Promise<void> {
       if (uid) void show(i, uid);
     });
     grid.append(cell);
-    return { el, overlay, id: "vp" + i, enabled: false };
+    return { el, overlay, keyMark, cursorMark, id: "vp" + i, enabled: false, filter: "" as FilterName };
   });
   let active = 0;
   let refLines = false;
 
   // ---- Cornerstone ---------------------------------------------------------
   await csInit();
+  installFilters();
   loaderInit({
     maxWebWorkers: Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 4)),
     errorInterceptor: (error) => { if (error.status === 401) signIn(); }, // the session ran out
@@ -264,6 +339,9 @@ export async function viewer(main: HTMLElement): Promise<void> {
     [cst.MagnifyTool.toolName]: { magnifySize: Number(powerSel.value) },
   };
   for (const [, name] of TOOLS) group.addTool(name, toolConfig[name] || {});
+  // measurement tools draw (and let you edit) their annotations even when not the tool in hand:
+  // measurements restored from the server show at once
+  for (const [, name] of TOOLS) if (SAVED_TOOLS.has(name) || name === cst.ProbeTool.toolName) group.setToolPassive(name);
   group.addTool(cst.ReferenceLinesTool.toolName, { sourceViewportId: "vp0" });
   powerSel.addEventListener("change", () => {
     group.setToolConfiguration(cst.MagnifyTool.toolName, { magnifySize: Number(powerSel.value) });
@@ -350,12 +428,13 @@ export async function viewer(main: HTMLElement): Promise<void> {
   try {
     const [studies, series] = await Promise.all([
       getJSON<DicomJson[]>(`/dicom-web/studies?StudyInstanceUID=${study}&includefield=00081030`, "application/dicom+json"),
-      getJSON<DicomJson[]>(`/dicom-web/studies/${study}/series`, "application/dicom+json"),
+      getJSON<DicomJson[]>(`/dicom-web/studies/${study}/series?includefield=00180015`, "application/dicom+json"),
     ]);
     studyInfo = studies[0] || {};
     for (const s of series) {
+      if (NOT_IMAGES.has(tagStr(s, "00080060"))) continue;
       seriesList.push({ uid: tagStr(s, "0020000E"), number: tagNum(s, "00200011") ?? 0, modality: tagStr(s, "00080060"),
-        description: tagStr(s, "0008103E"), count: tagNum(s, "00201209") ?? 0 });
+        description: tagStr(s, "0008103E"), count: tagNum(s, "00201209") ?? 0, bodyPart: tagStr(s, "00180015") });
     }
     seriesList.sort((a, b) => a.number - b.number);
   } catch (e) {
@@ -371,12 +450,42 @@ export async function viewer(main: HTMLElement): Promise<void> {
     item.addEventListener("dragstart", (e) => e.dataTransfer?.setData("text/x-series", s.uid));
     panel.append(item);
   }
+  // the same patient's earlier studies: their series can go into any viewport, next to today's
+  const priorList: Series[] = [];
+  async function loadPriors(): Promise<void> {
+    const pid = tagStr(studyInfo, "00100020");
+    if (!pid) return;
+    const studies = await getJSON<DicomJson[]>(`/dicom-web/studies?PatientID=${encodeURIComponent(pid)}&includefield=00081030&limit=20`, "application/dicom+json");
+    const priors = studies.filter((x) => tagStr(x, "0020000D") !== study && tagStr(x, "00080020") <= (tagStr(studyInfo, "00080020") || "99999999"))
+      .sort((a, b) => tagStr(b, "00080020").localeCompare(tagStr(a, "00080020"))).slice(0, 5);
+    for (const p of priors) {
+      const uid = tagStr(p, "0020000D"), date = fmtDate(tagStr(p, "00080020"));
+      const series = await getJSON<DicomJson[]>(`/dicom-web/studies/${uid}/series`, "application/dicom+json");
+      const label = tagStr(p, "00080020") < tagStr(studyInfo, "00080020") ? "viewer.prior" : "viewer.otherStudy";
+      const box = h("div", { class: "prior", "data-study": uid }, h("div", { class: "prior-title" }, `${t(label)} ${date} ${tagStr(p, "00081030")}`));
+      for (const x of series.sort((a, b) => (tagNum(a, "00200011") ?? 0) - (tagNum(b, "00200011") ?? 0))) {
+        if (NOT_IMAGES.has(tagStr(x, "00080060"))) continue;
+        const s: Series = { uid: tagStr(x, "0020000E"), number: tagNum(x, "00200011") ?? 0, modality: tagStr(x, "00080060"),
+          description: tagStr(x, "0008103E"), count: tagNum(x, "00201209") ?? 0, study: uid, date };
+        priorList.push(s);
+        const item = h("button", { class: "series", type: "button", draggable: "true", "data-series": s.uid, "data-study": uid, title: s.description },
+          h("img", { src: `/dicom-web/studies/${uid}/series/${s.uid}/thumbnail`, alt: "", width: "96", height: "96" }),
+          h("span", {}, `${s.modality} ${s.number} · ${s.count}`), h("small", {}, s.description));
+        item.addEventListener("click", () => void show(active, s.uid));
+        item.addEventListener("dragstart", (e) => e.dataTransfer?.setData("text/x-series", s.uid));
+        box.append(item);
+      }
+      panel.append(box);
+    }
+    hook.priors = priorList.length;
+  }
 
   function stackOf(series: string): Promise<string[]> {
     let p = stacks.get(series);
+    const inStudy = seriesOf(series)?.study || study;
     if (!p) {
       p = (async () => {
-        const meta = await getJSON<DicomJson[]>(`/dicom-web/studies/${study}/series/${series}/metadata`, "application/dicom+json");
+        const meta = await getJSON<DicomJson[]>(`/dicom-web/studies/${inStudy}/series/${series}/metadata`, "application/dicom+json");
         const key = (m: DicomJson) => tagNum(m, "00200013") ?? 0;
         meta.sort((a, b) => key(a) - key(b));
         const ids: string[] = [];
@@ -384,7 +493,7 @@ export async function viewer(main: HTMLElement): Promise<void> {
           const sop = tagStr(m, "00080018");
           const frames = tagNum(m, "00280008") ?? 1;
           for (let f = 1; f <= frames; f++) {
-            const id = `wadors:${location.origin}/dicom-web/studies/${study}/series/${series}/instances/${sop}/frames/${f}`;
+            const id = idOf({ series, sop, frame: f }, inStudy);
             wadors.metaDataManager.add(id, m as never);
             ids.push(id);
           }
@@ -397,21 +506,30 @@ export async function viewer(main: HTMLElement): Promise<void> {
   }
 
   const vpOf = (slot: Slot) => engine.getViewport(slot.id) as Types.IStackViewport | undefined;
+  const idOf = (r: ImageRef, inStudy = study) => `wadors:${location.origin}/dicom-web/studies/${inStudy}/series/${r.series}/instances/${r.sop}/frames/${r.frame}`;
+  /** This study's series, or a prior study's shown from the panel. */
+  const seriesOf = (uid?: string) => seriesList.find((x) => x.uid === uid) || priorList.find((x) => x.uid === uid);
+  const inThisStudy = (imageId: string) => imageId.includes(`/studies/${study}/series/`);
 
   async function show(i: number, series: string): Promise<void> {
     const slot = slots[i];
     if (!slot.enabled) return;
     cst.utilities.cine.stopClip(slot.el);
     slot.series = series;
+    slot.view = undefined;
+    mammoPairs = mammoPairs.filter((pair) => !pair.includes(slot)); // another series: no longer mirrored
+    const gen = (slot.gen = (slot.gen || 0) + 1);
     slot.el.parentElement!.classList.add("filled");
     panel.querySelectorAll(".series").forEach((b) => b.classList.toggle("shown", slots.some((s) => s.enabled && s.series === (b as HTMLElement).dataset.series)));
     const ids = await stackOf(series);
     const vp = vpOf(slot);
-    if (!vp || slot.series !== series) return;
+    if (!vp || slot.gen !== gen) return;
     await vp.setStack(ids, 0);
-    vp.render();
+    zoomTo("fit", slot); // the whole image, whatever the shape of the viewport
     cst.utilities.stackPrefetch.enable(slot.el); // the rest, nearest to the shown image first
     updateOverlay(slot);
+    const rate = frameRate(slot);
+    if (rate && i === active && !fpsTouched) fps.value = String(rate); // a multi-frame run plays at its own rate
   }
 
   function enable(slot: Slot): void {
@@ -420,14 +538,27 @@ export async function viewer(main: HTMLElement): Promise<void> {
       defaultOptions: { background: [0, 0, 0] as Types.Point3 } });
     group.addViewport(slot.id, ENGINE);
     slot.enabled = true;
-    slot.el.addEventListener(Enums.Events.IMAGE_RENDERED, () => scheduleOverlay(slot));
-    slot.el.addEventListener(Enums.Events.STACK_NEW_IMAGE, () => { if (slots[active] === slot) syncFrom(slot); });
+    const canvas = vpOf(slot)?.getCanvas();
+    if (canvas) canvas.style.filter = cssFilter(slot.filter);
+    slot.el.addEventListener(Enums.Events.CAMERA_MODIFIED, () => { if (mammoPairs.length) mirrorCamera(slot); });
+    slot.el.addEventListener(Enums.Events.IMAGE_RENDERED, () => {
+      scheduleOverlay(slot);
+      if (cursorAt) showCursor(slot);
+      if (slot.filter === "xray") refreshEnhanced(slot);
+    });
+    slot.el.addEventListener(Enums.Events.STACK_NEW_IMAGE, () => {
+      if (slots[active] !== slot) return;
+      syncFrom(slot);
+      const ref = refOf(vpOf(slot)?.getCurrentImageId() || "");
+      document.getElementById("act-key")?.classList.toggle("on", !!ref && keyImages.has(keyOf(ref)));
+    });
   }
 
   function setLayout(name: string, save = false): void {
-    if (!LAYOUTS[name]) name = "1x1";
-    const [rows, cols] = LAYOUTS[name];
+    if (!parseLayout(name)) name = "1x1";
+    const [rows, cols] = parseLayout(name)!;
     if (save && settings.layout !== name) void saveSettings({ layout: name });
+    fillLayouts(name);
     layoutSel.value = name;
     grid.style.gridTemplateRows = `repeat(${rows}, minmax(0, 1fr))`;
     grid.style.gridTemplateColumns = `repeat(${cols}, minmax(0, 1fr))`;
@@ -442,6 +573,7 @@ export async function viewer(main: HTMLElement): Promise<void> {
       }
     });
     engine.resize(true, true);
+    slots.forEach((slot) => { if (slot.enabled) zoomTo("fit", slot); }); // another cell shape: fit again
     slots.forEach((slot, i) => {
       if (i < rows * cols && !slot.enabled) {
         enable(slot);
@@ -452,13 +584,38 @@ export async function viewer(main: HTMLElement): Promise<void> {
     if (active >= rows * cols) setActive(0);
     hook.layout = name;
   }
-  layoutSel.addEventListener("change", () => setLayout(layoutSel.value, true));
+  layoutSel.addEventListener("change", () => {
+    if (layoutSel.value === "custom") { layoutSel.value = String(hook.layout || "1x1"); pickLayout(); }
+    else setLayout(layoutSel.value, true);
+  });
+  /** The rows × columns picker: a 4×4 grid of cells, hover to preview, click to choose. */
+  function pickLayout(): void {
+    const label = h("div", { class: "pick-label", id: "layout-pick-label" }, "1 × 1");
+    const cells: HTMLButtonElement[] = [];
+    const pick = h("div", { class: "layout-pick", role: "grid" });
+    for (let r = 1; r <= MAX_GRID; r++) for (let c = 1; c <= MAX_GRID; c++) {
+      const b = h("button", { type: "submit", value: `${r}x${c}`, class: "pick-cell", id: `pick-${r}x${c}`, "aria-label": `${r} × ${c}` }) as HTMLButtonElement;
+      b.addEventListener("mouseenter", () => {
+        cells.forEach((x) => { const [rr, cc] = parseLayout(x.value)!; x.classList.toggle("in", rr <= r && cc <= c); });
+        label.textContent = `${r} × ${c}`;
+      });
+      cells.push(b);
+      pick.append(b);
+    }
+    layoutDlg.replaceChildren(h("form", { method: "dialog" }, h("div", { class: "dlg-title" }, t("viewer.customLayout")), pick, label,
+      h("div", { class: "dlg-actions" }, h("button", { class: "btn", value: "cancel", id: "layout-cancel" }, t("dlg.cancel")))));
+    layoutDlg.returnValue = "";
+    layoutDlg.addEventListener("close", () => { if (parseLayout(layoutDlg.returnValue)) setLayout(layoutDlg.returnValue, true); }, { once: true });
+    layoutDlg.showModal();
+  }
 
   function setActive(i: number): void {
     const changed = active !== i;
     active = i;
     if (changed && refLines) group.setToolConfiguration(cst.ReferenceLinesTool.toolName, { sourceViewportId: slots[i].id });
     slots.forEach((s, k) => s.el.parentElement!.classList.toggle("active", k === i));
+    filterSel.value = slots[i].filter === "xray" ? "" : slots[i].filter;
+    document.getElementById("act-xray")?.classList.toggle("on", slots[i].filter === "xray");
   }
 
   // ---- overlay -------------------------------------------------------------
@@ -469,7 +626,7 @@ export async function viewer(main: HTMLElement): Promise<void> {
   }
   function overlayText(slot: Slot): string[][] {
     const vp = vpOf(slot);
-    const s = seriesList.find((x) => x.uid === slot.series);
+    const s = seriesOf(slot.series);
     if (!vp || !s || !vp.getImageIds().length) return [[], [], [], []];
     const idx = vp.getCurrentImageIdIndex();
     const id = vp.getImageIds()[idx];
@@ -484,11 +641,12 @@ export async function viewer(main: HTMLElement): Promise<void> {
     return [
       [f("name", tagStr(studyInfo, "00100010") || tagStr(meta, "00100010")), f("pid", tagStr(meta, "00100020")),
         f("sexAge", [tagStr(meta, "00100040"), tagStr(meta, "00101010")].filter(Boolean).join(" "))],
-      [f("institution", tagStr(meta, "00080080")), f("date", fmtDate(tagStr(meta, "00080020"))),
-        f("study", tagStr(studyInfo, "00081030") || tagStr(meta, "00081030"))],
-      [f("series", `${t("ov.se")}: ${s.number} ${s.description}`), f("image", `${t("ov.im")}: ${idx + 1}/${vp.getImageIds().length}`),
+      [s.study ? t("viewer.prior") : "", f("institution", tagStr(meta, "00080080")), f("date", fmtDate(tagStr(meta, "00080020"))),
+        f("study", (s.study ? "" : tagStr(studyInfo, "00081030")) || tagStr(meta, "00081030"))],
+      [slot.view || "", f("series", `${t("ov.se")}: ${s.number} ${s.description}`), f("image", `${t("ov.im")}: ${idx + 1}/${vp.getImageIds().length}`),
         f("position", [pos != null ? `Z: ${Number(pos).toFixed(1)}` : "", thick ? `T: ${thick} mm` : ""].filter(Boolean).join("  "))],
-      [f("wl", `W: ${w} L: ${l}${invert ? " INV" : ""}`), f("zoom", `${t("ov.zoom")}: ${vp.getZoom().toFixed(2)}`)],
+      [slot.filter ? `${t(filterLabel(slot.filter)[0])} ${filterLabel(slot.filter)[1]}`.trim() : "",
+        f("wl", `W: ${w} L: ${l}${invert ? " INV" : ""}`), f("zoom", `${t("ov.zoom")}: ${vp.getZoom().toFixed(2)}`)],
     ];
   }
   function updateOverlay(slot: Slot): void {
@@ -496,11 +654,14 @@ export async function viewer(main: HTMLElement): Promise<void> {
     const text = overlayText(slot);
     slot.overlay.replaceChildren(...corners.map((c, k) => h("div", { class: "corner " + c, "data-corner": c },
       ...text[k].filter(Boolean).map((line) => h("div", {}, line)))));
+    const id = vpOf(slot)?.getCurrentImageId();
+    const ref = id ? refOf(id) : undefined;
+    slot.keyMark.hidden = !(ref && keyImages.has(keyOf(ref)));
   }
 
   /** Which overlay fields show for the active viewport's modality; kept in the user's settings. */
   function overlayDialog(): void {
-    const modality = seriesList.find((x) => x.uid === slots[active].series)?.modality || "CT";
+    const modality = seriesOf(slots[active].series)?.modality || "CT";
     const hidden = new Set(settings.overlay?.[modality] || []);
     const boxes = OVERLAY_FIELDS.map(([k, key]) => {
       const cb = h("input", { type: "checkbox", id: "ovf-" + k, "data-field": k });
@@ -530,14 +691,29 @@ export async function viewer(main: HTMLElement): Promise<void> {
     f(vp);
     vp.render();
   }
-  function oneToOne(vp: Types.IStackViewport): number {
-    const img = vp.getCornerstoneImage();
-    const rect = vp.element.getBoundingClientRect();
-    if (!img) return 1;
-    const cs = img.columnPixelSpacing || 1, rs = img.rowPixelSpacing || 1;
-    const fit = Math.min(rect.width / (img.columns * cs), rect.height / (img.rows * rs)) * Math.min(cs, rs);
-    return 1 / fit;
+  /** Zoom so that the image fits / fills / fits the width or height, or shows one image pixel per screen pixel. */
+  function zoomTo(mode: ZoomMode, slot = slots[active]): void {
+    const vp = vpOf(slot);
+    if (!vp || !vp.getImageIds().length) return;
+    {
+      const img = vp.getCornerstoneImage();
+      const id = vp.getCurrentImageId();
+      if (!img || !id) return;
+      vp.setViewPresentation({ pan: [0, 0] });
+      const at = (x: number, y: number) => vp.worldToCanvas(csUtils.imageToWorldCoords(id, [x, y]) as Types.Point3);
+      const corners = [at(0, 0), at(img.columns, 0), at(0, img.rows), at(img.columns, img.rows)];
+      const xs = corners.map((c) => c[0]), ys = corners.map((c) => c[1]);
+      const bw = Math.max(...xs) - Math.min(...xs), bh = Math.max(...ys) - Math.min(...ys);
+      const W = vp.element.clientWidth, H = vp.element.clientHeight;
+      const [p, q] = [at(0, 0), at(1, 0)];
+      const pixel = Math.hypot(q[0] - p[0], q[1] - p[1]); // one image pixel on screen now
+      const factor = { fit: Math.min(W / bw, H / bh), fill: Math.max(W / bw, H / bh), width: W / bw, height: H / bh, one: 1 / pixel }[mode];
+      if (Number.isFinite(factor) && factor > 0) vp.setZoom(vp.getZoom() * factor);
+      vp.render();
+    }
+    if (slot === slots[active]) hook.zoomMode = mode;
   }
+  zoomSel.addEventListener("change", () => { if (zoomSel.value) zoomTo(zoomSel.value as ZoomMode); zoomSel.value = ""; })
   function applyPreset(key: string): void {
     const custom = key.startsWith("custom:") ? settings.presets?.[Number(key.slice(7))] : undefined;
     const p = custom ? [custom.name, custom.w, custom.l] : PRESETS.find(([k]) => k === key);
@@ -569,10 +745,68 @@ export async function viewer(main: HTMLElement): Promise<void> {
   }
   cmapSel.addEventListener("change", () => setColormap(cmapSel.value));
 
+  /** A display filter on the active viewport (the picture only; measurements use the pixel values). */
+  function setFilter(name: FilterName): void {
+    const slot = slots[active];
+    slot.filter = name;
+    const canvas = vpOf(slot)?.getCanvas();
+    if (canvas) canvas.style.filter = cssFilter(name);
+    refreshEnhanced(slot);
+    filterSel.value = name === "xray" ? "" : name;
+    document.getElementById("act-xray")?.classList.toggle("on", name === "xray");
+    hook.filter = name;
+    updateOverlay(slot);
+  }
+  filterSel.addEventListener("change", () => setFilter(filterSel.value as FilterName));
+  /** The X-ray enhancement, recomputed from Cornerstone's canvas whenever the image is drawn again. */
+  function refreshEnhanced(slot: Slot): void {
+    const vp = vpOf(slot);
+    const canvas = vp?.getCanvas();
+    const on = slot.filter === "xray" && !!canvas && slot.enabled;
+    if (!on) { if (slot.enhanced) slot.enhanced.hidden = true; return; }
+    if (!slot.enhanced || !slot.enhanced.isConnected) {
+      slot.enhanced = h("canvas", { class: "enhanced" }) as HTMLCanvasElement;
+      canvas!.after(slot.enhanced); // under the measurements' layer
+    }
+    const img = vp!.getCornerstoneImage(), id = vp!.getCurrentImageId();
+    if (!img || !id) return;
+    const scale = canvas!.width / Math.max(1, vp!.element.clientWidth);
+    const pts = [[0, 0], [img.columns, 0], [0, img.rows], [img.columns, img.rows]]
+      .map(([x, y]) => vp!.worldToCanvas(csUtils.imageToWorldCoords(id, [x, y]) as Types.Point3));
+    const xs = pts.map((p) => p[0] * scale), ys = pts.map((p) => p[1] * scale);
+    enhanceXray(canvas!, slot.enhanced, [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)]);
+    slot.enhanced.hidden = false;
+    hook.enhanced = (Number(hook.enhanced) || 0) + 1;
+  }
+  /** The viewport's image as shown (display filter included), without measurements or text. */
+  function shownImage(slot: Slot): HTMLCanvasElement | undefined {
+    const src = vpOf(slot)?.getCanvas();
+    if (!src) return undefined;
+    const out = document.createElement("canvas");
+    out.width = src.width;
+    out.height = src.height;
+    const ctx = out.getContext("2d")!;
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, out.width, out.height);
+    ctx.filter = cssFilter(slot.filter);
+    ctx.drawImage(slot.filter === "xray" && slot.enhanced && !slot.enhanced.hidden ? slot.enhanced : src, 0, 0);
+    ctx.filter = "none";
+    return out;
+  }
+
   // ---- linked scrolling: the other viewports go to the image nearest in patient position ----
   let linked = false;
+  /** Where each viewport was when linking began: series of another frame of reference (a prior study)
+   * then keep that offset, so the user lines up the same anatomy once and scrolls both. */
+  const linkBase = new Map<Slot, number>();
   function setLinked(on: boolean): void {
     linked = on;
+    linkBase.clear();
+    if (on) for (const slot of slots) {
+      const id = slot.enabled ? vpOf(slot)?.getCurrentImageId() : undefined;
+      const z = id ? depthOf(id) : undefined;
+      if (z !== undefined) linkBase.set(slot, z);
+    }
     const b = document.getElementById("act-link")!;
     b.classList.toggle("on", on);
     b.setAttribute("aria-pressed", String(on));
@@ -617,22 +851,188 @@ export async function viewer(main: HTMLElement): Promise<void> {
     for (const slot of slots) {
       const other = slot === src || !slot.enabled ? undefined : vpOf(slot);
       const ids = other?.getImageIds() || [];
-      if (!other || !ids.length || tagStr(metaOf(ids[0]), "00200052") !== frame) continue;
+      if (!other || !ids.length) continue;
+      const same = tagStr(metaOf(ids[0]), "00200052") === frame;
+      const b0 = linkBase.get(src), b1 = linkBase.get(slot);
+      if (!same && (b0 === undefined || b1 === undefined)) continue;
+      const target = same ? z : z - b0! + b1!;
       const n = normalOf(ids[0]);
       if (normal && n && Math.abs(normal[0] * n[0] + normal[1] * n[1] + normal[2] * n[2]) < 0.99) continue; // another orientation
       let best = -1, gap = Infinity;
       ids.forEach((x, k) => {
         const d = depthOf(x);
-        if (d !== undefined && Math.abs(d - z) < gap) { gap = Math.abs(d - z); best = k; }
+        if (d !== undefined && Math.abs(d - target) < gap) { gap = Math.abs(d - target); best = k; }
       });
       if (best >= 0 && best !== other.getCurrentImageIdIndex()) void other.setImageIdIndex(best);
     }
   }
 
+  // ---- 3D cursor: a point clicked in one viewport; every series of the same frame of reference
+  // goes to its image nearest that point and marks it ----
+  let cursorOn = false;
+  let cursorAt: number[] | undefined; // patient coordinates (mm)
+  let cursorFrame = "";
+  function setCursor(on: boolean): void {
+    cursorOn = on;
+    const b = document.getElementById("act-cursor")!;
+    b.classList.toggle("on", on);
+    b.setAttribute("aria-pressed", String(on));
+    grid.classList.toggle("cursor-mode", on);
+    if (!on) { cursorAt = undefined; slots.forEach((x) => { x.cursorMark.hidden = true; }); }
+    hook.cursor = on;
+  }
+  const dot = (a: number[], b: number[]) => a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+  function placeCursor(i: number, clientX: number, clientY: number): void {
+    const vp = vpOf(slots[i]);
+    const id = vp?.getCurrentImageId();
+    if (!vp || !id) return;
+    const r = vp.element.getBoundingClientRect();
+    cursorAt = [...vp.canvasToWorld([clientX - r.left, clientY - r.top] as Types.Point2)];
+    cursorFrame = tagStr(metaOf(id), "00200052");
+    hook.cursorAt = cursorAt;
+    for (const slot of slots) {
+      const other = slot.enabled && slot !== slots[i] ? vpOf(slot) : undefined;
+      const ids = other?.getImageIds() || [];
+      if (!other || !ids.length || !cursorFrame || tagStr(metaOf(ids[0]), "00200052") !== cursorFrame) continue;
+      let best = -1, gap = Infinity;
+      ids.forEach((x, k) => { // the image whose plane passes nearest the point
+        const ipp = metaOf(x)?.["00200032"]?.Value as number[] | undefined, n = normalOf(x);
+        if (ipp?.length !== 3 || !n) return;
+        const d = Math.abs(dot([cursorAt![0] - ipp[0], cursorAt![1] - ipp[1], cursorAt![2] - ipp[2]], n));
+        if (d < gap) { gap = d; best = k; }
+      });
+      if (best >= 0 && best !== other.getCurrentImageIdIndex()) void other.setImageIdIndex(best);
+    }
+    slots.forEach(showCursor);
+  }
+  /** The cursor's mark on ``slot``'s image when the point lies on (within half a slice of) it. */
+  function showCursor(slot: Slot): void {
+    const vp = slot.enabled ? vpOf(slot) : undefined;
+    const id = vp?.getCurrentImageId();
+    slot.cursorMark.hidden = true;
+    if (!cursorOn || !cursorAt || !vp || !id || tagStr(metaOf(id), "00200052") !== cursorFrame) return;
+    const ipp = metaOf(id)?.["00200032"]?.Value as number[] | undefined, n = normalOf(id);
+    if (ipp?.length !== 3 || !n) return;
+    const d = dot([cursorAt[0] - ipp[0], cursorAt[1] - ipp[1], cursorAt[2] - ipp[2]], n);
+    const half = Math.max(0.5, (tagNum(metaOf(id), "00180050") || 1) / 2 + 0.01);
+    if (Math.abs(d) > half) return;
+    const onPlane = [cursorAt[0] - d * n[0], cursorAt[1] - d * n[1], cursorAt[2] - d * n[2]] as Types.Point3;
+    const [x, y] = vp.worldToCanvas(onPlane);
+    slot.cursorMark.style.left = `${x}px`;
+    slot.cursorMark.style.top = `${y}px`;
+    slot.cursorMark.hidden = false;
+  }
+
+  // ---- mammography hanging: right breast on the left, left breast on the right, chest walls back
+  // to back (flipped as the images' Patient Orientation needs), CC above MLO; zoom and pan mirrored ----
+  interface MammoView { series: string; id: string; side: string; view: string; flip: boolean; }
+  async function mammoViews(): Promise<MammoView[]> {
+    const out: MammoView[] = [];
+    for (const s of seriesList.filter((x) => x.modality === "MG")) {
+      for (const id of await stackOf(s.uid)) {
+        const m = metaOf(id);
+        const side = (tagStr(m, "00200062") || tagStr(m, "00200060")).toUpperCase();
+        if (side !== "R" && side !== "L") continue;
+        const rows = String(m?.["00200020"]?.Value?.[0] || "").toUpperCase(); // where the rows run to
+        // on screen the right breast's chest wall (posterior) is on its right, the left breast's on its left
+        out.push({ series: s.uid, id, side, view: tagStr(m, "00185101").toUpperCase(), flip: side === "R" ? rows.startsWith("A") : rows.startsWith("P") });
+      }
+    }
+    return out;
+  }
+  let mammoPairs: Array<[Slot, Slot]> = [];
+  async function hangMammo(): Promise<boolean> {
+    const views = await mammoViews();
+    const order = ["CC", "MLO"].filter((v) => views.some((x) => x.view === v));
+    if (!order.length) order.push(views[0]?.view ?? "");
+    if (!views.some((x) => x.side === "R") || !views.some((x) => x.side === "L")) return false;
+    setLayout(`${order.length}x2`);
+    const shown: Array<Promise<void>> = [];
+    order.forEach((view, r) => ["R", "L"].forEach((side, c) => {
+      const v = views.find((x) => x.side === side && x.view === view);
+      if (v) shown.push(showView(r * 2 + c, v));
+    }));
+    await Promise.all(shown);
+    mammoPairs = order.map((_, r) => [slots[r * 2], slots[r * 2 + 1]] as [Slot, Slot]);
+    hook.mammo = order.flatMap((view) => ["R", "L"].map((side) => `${side} ${view}`));
+    return true;
+  }
+  async function showView(i: number, v: MammoView): Promise<void> {
+    const slot = slots[i];
+    const vp = vpOf(slot);
+    if (!vp) return;
+    const gen = (slot.gen = (slot.gen || 0) + 1);
+    slot.series = v.series;
+    slot.view = `${v.side} ${v.view}`.trim();
+    slot.el.parentElement!.classList.add("filled");
+    await vp.setStack([v.id], 0);
+    if (slot.gen !== gen) return;
+    vp.setViewPresentation({ flipHorizontal: v.flip });
+    zoomTo("fit", slot);
+    // against the chest wall: a right breast's image to its viewport's right edge, a left one's to the left
+    const img = vp.getCornerstoneImage();
+    const xs = [[0, 0], [img.columns, img.rows]].map(([x, y]) => vp.worldToCanvas(csUtils.imageToWorldCoords(v.id, [x, y]) as Types.Point3)[0]);
+    const gap = v.side === "R" ? vp.element.clientWidth - Math.max(...xs) : -Math.min(...xs);
+    if (Math.abs(gap) > 0.5) {
+      const cy = vp.element.clientHeight / 2;
+      const a = vp.canvasToWorld([0, cy] as Types.Point2), b = vp.canvasToWorld([gap, cy] as Types.Point2);
+      const { focalPoint, position } = vp.getCamera();
+      const d = [0, 1, 2].map((k) => b[k] - a[k]);
+      vp.setCamera({ focalPoint: focalPoint!.map((p, k) => p - d[k]) as Types.Point3, position: position!.map((p, k) => p - d[k]) as Types.Point3 });
+    }
+    vp.render();
+    updateOverlay(slot);
+  }
+  let mirroring = false;
+  /** Zoom and pan of one breast's view copied, mirrored, to the other breast's. */
+  function mirrorCamera(slot: Slot): void {
+    const pair = mirroring ? undefined : mammoPairs.find((p) => p.includes(slot));
+    if (!pair) return;
+    const other = pair[0] === slot ? pair[1] : pair[0];
+    const a = vpOf(slot), b = vpOf(other);
+    if (!a || !b || !other.enabled) return;
+    const { zoom, pan } = a.getViewPresentation();
+    mirroring = true;
+    try {
+      b.setViewPresentation({ zoom, pan: pan ? [-pan[0], pan[1]] : undefined });
+      b.render();
+    } finally {
+      mirroring = false;
+    }
+  }
+
+  // ---- hanging protocols "as you see it" ----
+  /** What a hanging protocol is for: the study's (first image series') modality and body part. */
+  function hangingKey(): string {
+    const s = seriesList[0];
+    return s ? `${s.modality}:${(s.bodyPart || "").toUpperCase()}` : "";
+  }
+  async function saveHanging(): Promise<void> {
+    const key = hangingKey();
+    const [rows, cols] = parseLayout(String(hook.layout)) || [1, 1];
+    const series = slots.slice(0, rows * cols).map((slot) => {
+      const x = seriesList.find((s) => s.uid === slot.series);
+      return x ? { modality: x.modality, description: x.description, number: x.number } : null;
+    });
+    await saveSettings({ hanging: { ...(settings.hanging || {}), [key]: { layout: String(hook.layout), series } } });
+    status("viewer.hangingSaved", { k: key.replace(/:$/, "") });
+  }
+
   let cine = false;
+  /** A multi-frame run's own frame rate (Cine Rate, else 1000 / Frame Time), if it has one. */
+  function frameRate(slot: Slot): number | undefined {
+    const id = vpOf(slot)?.getImageIds()[0];
+    const meta = id ? metaOf(id) : undefined;
+    if ((tagNum(meta, "00280008") ?? 1) <= 1) return undefined;
+    const rate = tagNum(meta, "00180040") || (tagNum(meta, "00181063") ? 1000 / tagNum(meta, "00181063")! : undefined);
+    return rate && rate > 0 ? Math.min(60, Math.round(rate)) : undefined;
+  }
   function toggleCine(): void {
     const slot = slots[active];
     cine = !cine;
+    const rate = frameRate(slot);
+    if (cine && rate && !fpsTouched) fps.value = String(rate);
+    hook.cine = cine;
     if (cine) cst.utilities.cine.playClip(slot.el, { framesPerSecond: Number(fps.value) || 15, loop: true });
     else cst.utilities.cine.stopClip(slot.el);
     const b = document.getElementById("act-cine")!;
@@ -640,25 +1040,18 @@ export async function viewer(main: HTMLElement): Promise<void> {
     b.textContent = t(b.dataset.i18n);
     b.classList.toggle("on", cine);
   }
-  fps.addEventListener("change", () => { if (cine) { toggleCine(); toggleCine(); } });
+  let fpsTouched = false; // the user's own frame rate wins over a run's recorded one
+  fps.addEventListener("change", () => { fpsTouched = true; if (cine) { toggleCine(); toggleCine(); } });
 
   function scroll(delta: number): void {
     const vp = vpOf(slots[active]);
     if (vp) csUtils.scroll(vp, { delta });
   }
 
-  async function exportPng(): Promise<void> {
-    const slot = slots[active];
-    const vp = vpOf(slot);
-    if (!vp) return;
-    const src = vp.getCanvas();
-    const out = document.createElement("canvas");
-    out.width = src.width;
-    out.height = src.height;
+  /** The viewport as seen: the image (with its display filter), the measurements and the overlay text. */
+  async function renderSlot(slot: Slot): Promise<HTMLCanvasElement> {
+    const out = shownImage(slot)!;
     const ctx = out.getContext("2d")!;
-    ctx.fillStyle = "#000";
-    ctx.fillRect(0, 0, out.width, out.height);
-    ctx.drawImage(src, 0, 0);
     const svg = slot.el.querySelector("svg");
     if (svg) { // burn in the measurements
       try {
@@ -689,18 +1082,166 @@ export async function viewer(main: HTMLElement): Promise<void> {
         ctx.fillText(line, right ? out.width - pad : pad, y);
       });
     });
-    const blob = await new Promise<Blob | null>((ok) => out.toBlob(ok, "image/png"));
-    if (!blob) return;
-    const a = h("a", { href: URL.createObjectURL(blob), download: `radcloud-${slot.series?.slice(-8) || "image"}-${vp.getCurrentImageIdIndex() + 1}.png` });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    return out;
   }
+  const fileBase = (slot: Slot) => {
+    const s = seriesOf(slot.series);
+    return `radcloud-${(tagStr(studyInfo, "00100020") || "study").replace(/[^\w.-]+/g, "_")}-se${s?.number ?? ""}`;
+  };
+  async function exportImage(): Promise<void> {
+    const slot = slots[active];
+    const vp = vpOf(slot);
+    if (!vp || !vp.getImageIds().length) return;
+    const format = exportSel.value as ExportFormat;
+    const blob = await encode(await renderSlot(slot), format);
+    download(blob, `${fileBase(slot)}-${vp.getCurrentImageIdIndex() + 1}.${EXTENSION[format]}`);
+  }
+  /** Every image of the active viewport's series, as shown (measurements, overlay, filter), in one ZIP. */
+  async function exportSeries(): Promise<void> {
+    const slot = slots[active];
+    const vp = vpOf(slot);
+    if (!vp || !vp.getImageIds().length || hook.exporting) return;
+    hook.exporting = true;
+    if (cine) toggleCine();
+    const format = exportSel.value as ExportFormat;
+    const start = vp.getCurrentImageIdIndex();
+    const n = vp.getImageIds().length;
+    const files: ZipEntry[] = [];
+    const width = String(n).length;
+    try {
+      for (let k = 0; k < n; k++) {
+        status("viewer.exporting", { k: k + 1, n });
+        const rendered = new Promise((ok) => slot.el.addEventListener(Enums.Events.IMAGE_RENDERED, ok, { once: true }));
+        if (k === vp.getCurrentImageIdIndex()) vp.render();
+        else await vp.setImageIdIndex(k);
+        await rendered;
+        await new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok))); // the measurements' layer
+        updateOverlay(slot);
+        const name = `${fileBase(slot)}-${String(k + 1).padStart(width, "0")}.${EXTENSION[format]}`;
+        files.push(await zipEntry(name, await encode(await renderSlot(slot), format)));
+      }
+      download(zip(files), `${fileBase(slot)}-${EXTENSION[format]}.zip`);
+      status("viewer.exported", { n });
+    } finally {
+      await vp.setImageIdIndex(start);
+      hook.exporting = false;
+    }
+  }
+
+  // ---- measurements and key images kept in the study (DICOM GSPS + KOS) ------
+  const keyImages = new Set<string>(); // "sop/frame"
+  const keyRefs = new Map<string, ImageRef>();
+  let savedPrint = fingerprint([], []);
+  let saveRunning = false;
+  function currentState(): { annotations: SavedAnnotation[]; keyImages: ImageRef[] } {
+    const annotations: SavedAnnotation[] = [];
+    for (const a of cst.annotation.state.getAllAnnotations()) {
+      if (!SAVED_TOOLS.has(a.metadata?.toolName || "") || !inThisStudy(a.metadata?.referencedImageId || "")) continue;
+      const r = a.metadata?.toolName === CTRTool.toolName ? ctrOf(a) : undefined;
+      const saved = toSaved(a, r !== undefined ? { ctr: r } : {});
+      if (saved) annotations.push(saved);
+    }
+    return { annotations, keyImages: [...keyImages].map((k) => keyRefs.get(k)!).filter(Boolean) };
+  }
+  const dirty = () => fingerprint(currentState().annotations, keyImages) !== savedPrint;
+  let changeQueued = false;
+  function markChanged(): void { // the Save button shows whether there is something to save
+    if (changeQueued) return;
+    changeQueued = true;
+    requestAnimationFrame(() => {
+      changeQueued = false;
+      const b = document.getElementById("act-save");
+      const d = dirty();
+      b?.classList.toggle("dirty", d);
+      hook.dirty = d;
+    });
+  }
+  for (const ev of [TE.Events.ANNOTATION_COMPLETED, TE.Events.ANNOTATION_REMOVED, TE.Events.ANNOTATION_MODIFIED]) {
+    eventTarget.addEventListener(ev, (e: Event) => {
+      const change = (e as CustomEvent<{ changeType?: string }>).detail?.changeType;
+      if (change !== "StatsUpdated") markChanged();
+    });
+  }
+  function toggleKey(): void {
+    const slot = slots[active];
+    const id = vpOf(slot)?.getCurrentImageId();
+    const ref = id && inThisStudy(id) ? refOf(id) : undefined; // key images of this study only
+    if (!ref) return;
+    const k = keyOf(ref);
+    if (keyImages.has(k)) keyImages.delete(k);
+    else { keyImages.add(k); keyRefs.set(k, ref); }
+    slots.forEach(updateOverlay);
+    document.getElementById("act-key")?.classList.toggle("on", keyImages.has(k));
+    hook.keyImages = [...keyImages];
+    markChanged();
+  }
+  function status(key: string, args: Record<string, string | number> = {}, error = false): void {
+    saveStatus.textContent = t(key, args);
+    saveStatus.classList.toggle("error", error);
+  }
+  async function saveAnnotations(): Promise<boolean> {
+    if (saveRunning) return false;
+    saveRunning = true;
+    const state = currentState();
+    const print = fingerprint(state.annotations, keyImages);
+    status("viewer.saving");
+    try {
+      const r = await saveState(study, state);
+      savedPrint = print;
+      hook.savedState = { ...r, annotations: state.annotations, keyImages: state.keyImages };
+      status("viewer.savedN", { n: state.annotations.length, k: state.keyImages.length });
+      return true;
+    } catch (e) {
+      status("viewer.saveFailed", { e: (e as Error).message }, true);
+      return false;
+    } finally {
+      saveRunning = false;
+      markChanged();
+    }
+  }
+  /** The user's last saved state of this study: measurements back on their images, key images marked. */
+  async function restoreSaved(): Promise<void> {
+    let state;
+    try {
+      state = await loadState(study);
+    } catch (e) {
+      status("viewer.loadFailed", { e: (e as Error).message }, true);
+      return;
+    }
+    const known = new Set(seriesList.map((x) => x.uid));
+    for (const series of new Set(state.annotations.map((a) => a.image.series))) if (known.has(series)) await stackOf(series);
+    for (const a of state.annotations) {
+      if (!known.has(a.image.series)) continue;
+      const imageId = idOf(a.image);
+      const ann = fromSaved(a, imageId);
+      cst.annotation.state.addAnnotation(ann, ann.metadata?.FrameOfReferenceUID ?? ""); // grouped by frame of reference
+    }
+    for (const r of state.keyImages) { keyImages.add(keyOf(r)); keyRefs.set(keyOf(r), r); }
+    hook.keyImages = [...keyImages];
+    hook.restored = state.annotations.length;
+    if (state.saved) status("viewer.restored", { n: state.annotations.length, k: state.keyImages.length });
+    engine.render();
+    cst.utilities.triggerAnnotationRenderForViewportIds(slots.filter((x) => x.enabled).map((x) => x.id));
+    slots.forEach(updateOverlay);
+    savedPrint = fingerprint(currentState().annotations, keyImages);
+    markChanged();
+  }
+  window.addEventListener("beforeunload", (e) => { if (dirty()) e.preventDefault(); });
+  back.addEventListener("click", (e) => {
+    if (!dirty()) return;
+    e.preventDefault();
+    leaveDlg.returnValue = "";
+    leaveDlg.showModal();
+    leaveDlg.addEventListener("close", async () => {
+      const how = leaveDlg.returnValue;
+      if (how === "save" && !(await saveAnnotations())) return;
+      if (how === "save" || how === "discard") { savedPrint = fingerprint(currentState().annotations, keyImages); location.assign("/"); }
+    }, { once: true });
+  });
 
   // ---- keyboard ------------------------------------------------------------
   const keyTools: Record<string, string> = { w: "wl", p: "pan", z: "zoom", s: "scroll", l: "length", a: "angle", e: "ellipse", o: "rect", c: "probe",
-    b: "cobb", y: "polyline", d: "freehand", k: "ctr", t: "arrow", m: "magnify" };
+    b: "cobb", y: "polyline", d: "freehand", j: "ctr", t: "arrow", m: "magnify" };
   document.addEventListener("keydown", (e) => {
     const target = e.target as HTMLElement;
     if (e.ctrlKey || e.metaKey || e.altKey || target.matches("input, select, textarea") || target.closest("dialog")) return;
@@ -714,11 +1255,13 @@ export async function viewer(main: HTMLElement): Promise<void> {
     else if (k === "h") actions.find(([id]) => id === "flipH")![2]();
     else if (k === "v") actions.find(([id]) => id === "flipV")![2]();
     else if (k === "]" || k === "[") act((vp) => vp.setViewPresentation({ rotation: (vp.getViewPresentation().rotation ?? 0) + (k === "]" ? 90 : 270) }));
-    else if (k === "f") actions[0][2]();
+    else if (k === "f") zoomTo("fit");
     else if (k === " ") toggleCine();
     else if (k === "n") setLinked(!linked);
     else if (k === "x") setRefLines(!refLines);
     else if (k === "g") setColormap(COLORMAPS[0][0]);
+    else if (k === "k") toggleKey();
+    else if (k === "q") setCursor(!cursorOn);
     else if (keyTools[k]) selectTool(keyTools[k], true);
     else return;
     e.preventDefault();
@@ -727,25 +1270,44 @@ export async function viewer(main: HTMLElement): Promise<void> {
 
   // ---- go ------------------------------------------------------------------
   const wanted = params.get("series");
-  const first = seriesList.find((s) => s.uid === wanted) || seriesList[0];
+  // the user's hanging protocol for this kind of study, unless the link names a series or layout
+  const hang = !wanted && !params.get("layout") && !phone() ? settings.hanging?.[hangingKey()] : undefined;
+  if (hang && parseLayout(hang.layout)) {
+    const used = new Set<string>();
+    hang.series.forEach((want, i) => {
+      const m = want && (seriesList.find((x) => !used.has(x.uid) && x.modality === want.modality && x.description === want.description)
+        || seriesList.find((x) => !used.has(x.uid) && x.number === want.number));
+      if (m && slots[i]) { slots[i].series = m.uid; used.add(m.uid); }
+    });
+    hook.hanging = hangingKey();
+  }
+  const first = seriesList.find((s) => s.uid === (wanted || slots[0].series)) || seriesList[0];
+  const mammo = !hang && !wanted && !params.get("layout") && !phone() && first?.modality === "MG";
   const firstImage = new Promise<void>((ok) => {
     slots[0].el.addEventListener(Enums.Events.IMAGE_RENDERED, () => ok(), { once: true });
   });
-  setLayout(phone() ? "1x1" : (params.get("layout") || settings.layout || "1x1"));
+  setLayout(phone() ? "1x1" : (params.get("layout") || hang?.layout || settings.layout || "1x1"));
   setActive(0);
-  if (first) await show(0, first.uid);
+  if (!(mammo && (await hangMammo())) && first) await show(0, first.uid);
   await firstImage;
   hook.firstImageMs = Math.round(performance.now() - started);
+  await restoreSaved();
+  await loadPriors().catch(() => undefined); // priors are a convenience
   hook.sinceNavigationMs = Math.round(performance.now());
   hook.engine = engine;
   hook.slots = slots;
   hook.annotations = () => cst.annotation.state.getAllAnnotations().map((a) => ({
-    tool: a.metadata?.toolName, stats: (a.data as { cachedStats?: unknown }).cachedStats }));
+    tool: a.metadata?.toolName, stats: (a.data as { cachedStats?: unknown }).cachedStats, ref: a.metadata?.referencedImageId || "" }));
   hook.viewport = (i = 0) => vpOf(slots[i]);
   hook.imageToWorld = csUtils.imageToWorldCoords;
   hook.annotationsRaw = () => cst.annotation.state.getAllAnnotations().map((a) => a.data.handles?.points);
   hook.settings = () => settings;
   hook.ctr = () => ctrAnnotations().map(ctrOf).filter((x) => x !== undefined);
+  hook.state = currentState;
+  hook.shownImage = (i = 0) => shownImage(slots[i]);
+
+  hook.save = saveAnnotations;
+  hook.isDirty = dirty;
   hook.linked = linked;
   hook.status = "ready";
   document.body.dataset.viewerReady = "1";
