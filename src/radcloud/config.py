@@ -63,7 +63,48 @@ class Settings(BaseSettings):
     dimse_max_associations: int = Field(32, description="Concurrent DIMSE associations.")
     render_concurrency: int = Field(4, description="Concurrent render/transcode jobs.")
     verify_on_read: bool = Field(True, description="Check blob SHA-256 when reading a file.")
+    volume_cache_mb: int = Field(
+        2048, description="Memory (MiB) for built 3D volumes, shared by all viewers (LRU)."
+    )
+    volume_render_threads: int = Field(
+        2, description="Concurrent 3D renders (MPR/MIP/VR); more requests wait their turn."
+    )
+    volume_decode_threads: int = Field(
+        2, description="Threads decoding slices while a 3D volume is built."
+    )
     demo: bool = Field(False, description="Load the demo study on start if the archive is empty.")
+
+    # --- background jobs (radcloud.jobs) and analysis (radcloud.analysis) ---
+    jobs_backend: str = Field(
+        "embedded",
+        description="Who runs jobs: 'embedded' (worker threads in this process) or 'celery' "
+        "(Celery workers via celery_broker_url; this process only schedules).",
+    )
+    celery_broker_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Celery broker (jobs_backend = 'celery')."
+    )
+    celery_queue: str = Field(
+        "radcloud", description="Celery queue the jobs go to (workers listen with -Q)."
+    )
+    jobs_worker_threads: int = Field(1, description="Embedded worker threads running jobs.")
+    jobs_poll_seconds: float = Field(2.0, description="How often idle workers look for jobs.")
+    jobs_lease_seconds: float = Field(
+        300.0,
+        description="A running job not heard from for this long is taken to have died "
+        "and runs again (up to its attempts).",
+    )
+    analysis_auto: bool = Field(
+        True, description="Run the matching analysis modules when a series is complete."
+    )
+    analysis_quiet_seconds: float = Field(
+        60.0, description="A series is complete when no instance arrived for this long."
+    )
+    analysis_lookback_hours: float = Field(
+        24.0, description="At start, series changed this recently are checked for analysis."
+    )
+    analysis_models_dir: Path | None = Field(
+        None, description="Folder of site-provided ONNX models (<name>.onnx + <name>.json)."
+    )
     log_level: str = Field("INFO", description="Python log level.")
 
     # --- accounts, sessions, audit (radcloud.auth) ---
@@ -98,6 +139,34 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="External base URL (for SSO redirects); default: from the request."
     )
+    # --- share links and patient access (radcloud.share) ---
+    share_default_hours: int = Field(72, description="Expiry of a share link when none is given.")
+    share_max_days: int = Field(180, description="Longest expiry a share link may have (days).")
+    share_patient_days: int = Field(
+        30, description="Expiry of the patient's link published when a report is signed (days)."
+    )
+    share_max_attempts: int = Field(
+        5, description="Wrong identity-check answers before a share link locks."
+    )
+    share_session_minutes: int = Field(
+        30, description="How long a browser stays in a share after passing its identity check."
+    )
+    share_ip_failures: int = Field(
+        20, description="Failed share opens (unknown link, wrong answer) per address in 5 minutes."
+    )
+    share_publish_on_sign: bool = Field(
+        True, description="Publish a study to its patient (link + SMS) when its report is signed."
+    )
+    share_publish_modalities: str = Field(
+        "", description="Publish on signing only these modalities (comma list; empty: all)."
+    )
+    share_publish_departments: str = Field(
+        "", description="... and only these departments (InstitutionalDepartmentName; empty: all)."
+    )
+    sms_provider: str = Field("log", description="SMS provider: 'log' (development) or 'http'.")
+    sms_url: str | None = Field(None, description="URL of the HTTP SMS gateway (JSON POST).")
+    sms_token: str | None = Field(None, description="Token sent to the SMS gateway (X-Api-Token).")
+    sms_sign: str = Field("放射科", description="Sender name put in brackets before SMS texts.")
 
     # --- encryption at rest (radcloud.store.crypto) ---
     encrypt_at_rest: bool = Field(True, description="Encrypt blobs with AES-256-GCM.")

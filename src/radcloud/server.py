@@ -199,11 +199,15 @@ def run(settings: Settings) -> None:
     dimse_tls: DimseServer | None = None
     stop_demo = threading.Event()
     demo: threading.Thread | None = None
+    stop_jobs: Callable[[], None] | None = None
     try:
         cleaned = archive.reconcile()
         if any(cleaned.values()):
             log.warning("start-up clean-up after an unclean stop: %s", cleaned)
         admin_password = accounts.ensure_admin(archive)
+        from radcloud.analysis import runtime as analysis_runtime
+
+        stop_jobs = analysis_runtime.start(archive)  # job worker + series-complete analysis
         http_sock = bind_http(settings.http_host, settings.http_port)
         dimse = start_dimse(archive)
         if dicom_ssl is not None:
@@ -231,4 +235,6 @@ def run(settings: Settings) -> None:
             dimse_tls.stop(grace=SHUTDOWN_GRACE)
         if demo is not None:
             demo.join(30)
+        if stop_jobs is not None:
+            stop_jobs()
         archive.close()

@@ -23,12 +23,17 @@ class Perm(StrEnum):
     INSTITUTIONS_MANAGE = "institutions.manage"  # approve institutions; all institutions (platform)
     ROLES_MANAGE = "roles.manage"  # change what roles carry (system level)
     AUDIT_READ = "audit.read"  # search and export the audit trail
+    REPORT_READ = "report.read"  # read reports (signed ones; drafts too for writers)
+    REPORT_WRITE = "report.write"  # write and edit draft/preliminary reports, submit for review
+    REPORT_SIGN = "report.sign"  # sign a report final, amend a signed report
+    TEMPLATES_MANAGE = "templates.manage"  # report templates and department phrases
 
 
 class Role(StrEnum):
     PLATFORM_ADMIN = "platform_admin"
     INSTITUTION_ADMIN = "institution_admin"
     RADIOLOGIST = "radiologist"
+    RESIDENT = "resident"  # writes reports that an attending radiologist reviews and signs
     TECHNOLOGIST = "technologist"
     CLINICIAN = "clinician"
     CONSULTANT = "consultant"
@@ -36,6 +41,7 @@ class Role(StrEnum):
 
 
 _CLINICAL = {Perm.STUDY_READ, Perm.STUDY_DOWNLOAD, Perm.STUDY_ANNOTATE}
+_REPORTING = {Perm.REPORT_READ, Perm.REPORT_WRITE}
 
 DEFAULT_ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.PLATFORM_ADMIN: frozenset(Perm),
@@ -48,14 +54,25 @@ DEFAULT_ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
             Perm.BREAK_GLASS,
             Perm.USERS_MANAGE,
             Perm.AE_MANAGE,
+            Perm.REPORT_READ,
+            Perm.TEMPLATES_MANAGE,
         }
     ),  # fmt: skip
     Role.RADIOLOGIST: frozenset(
-        {*_CLINICAL, Perm.STUDY_WRITE, Perm.STUDY_SHARE, Perm.STUDY_RESTRICT, Perm.BREAK_GLASS}
-    ),
+        {
+            *_CLINICAL,
+            *_REPORTING,
+            Perm.REPORT_SIGN,
+            Perm.STUDY_WRITE,
+            Perm.STUDY_SHARE,
+            Perm.STUDY_RESTRICT,
+            Perm.BREAK_GLASS,
+        }
+    ),  # fmt: skip
+    Role.RESIDENT: frozenset({*_CLINICAL, *_REPORTING}),
     Role.TECHNOLOGIST: frozenset({Perm.STUDY_READ, Perm.STUDY_WRITE}),
-    Role.CLINICIAN: frozenset({*_CLINICAL, Perm.BREAK_GLASS}),
-    Role.CONSULTANT: frozenset(_CLINICAL),
+    Role.CLINICIAN: frozenset({*_CLINICAL, Perm.BREAK_GLASS, Perm.REPORT_READ}),
+    Role.CONSULTANT: frozenset({*_CLINICAL, Perm.REPORT_READ}),
     Role.AUDITOR: frozenset({Perm.AUDIT_READ}),
 }
 

@@ -36,7 +36,26 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
 
 def create_app(archive: Archive, *, health: Any = None) -> FastAPI:
     """The HTTP application for ``archive``; ``health()`` -> dict of listener states."""
-    from radcloud.web.routes import access, admin, audit_log, auth, pages, qido, stow, upload, wado
+    from radcloud.share import publish as share_publish
+    from radcloud.web.routes import (
+        access,
+        admin,
+        analysis,
+        annotations,
+        app_pages,
+        audit_log,
+        auth,
+        oidc,
+        pages,
+        qido,
+        reports,
+        shares,
+        stow,
+        upload,
+        volume,
+        wado,
+        worklist,
+    )  # fmt: skip
     from radcloud.web.routes import health as health_routes
 
     app = FastAPI(
@@ -49,18 +68,24 @@ def create_app(archive: Archive, *, health: Any = None) -> FastAPI:
     app.include_router(qido.router, prefix=DICOMWEB, tags=["QIDO-RS"])
     app.include_router(stow.router, prefix=DICOMWEB, tags=["STOW-RS"])
     app.include_router(wado.router, prefix=DICOMWEB, tags=["WADO-RS"])
-    app.include_router(upload.router, prefix="/api", tags=["upload"])
-    app.include_router(auth.router, prefix="/api", tags=["sign-in"])
-    from radcloud.web.routes import oidc as oidc_routes
-
-    app.include_router(oidc_routes.router, prefix="/api", tags=["sign-in"])
-    app.include_router(admin.router, prefix="/api", tags=["admin"])
-    app.include_router(access.router, prefix="/api", tags=["study access"])
-    app.include_router(audit_log.router, prefix="/api", tags=["audit"])
+    for router, tag in (
+        (upload.router, "upload"),
+        (auth.router, "sign-in"),
+        (oidc.router, "sign-in"),
+        (admin.router, "admin"),
+        (access.router, "study access"),
+        (annotations.router, "annotations"),
+        (audit_log.router, "audit"),
+        (worklist.router, "study list"),
+        (reports.router, "reports"),
+        (volume.router, "3D"),
+        (analysis.router, "analysis"),
+    ):
+        app.include_router(router, prefix="/api", tags=[tag])
     app.include_router(pages.router)
-    from radcloud.web.routes import app_pages
-
     app.include_router(app_pages.router)  # the study list at / and the viewer
+    app.include_router(shares.router, tags=["share links"])  # /s and /api/s (public)
+    share_publish.install(archive)  # the patient's link + SMS when a report is signed
     app.add_middleware(AuditMiddleware)
     app.add_middleware(HeaderLimitMiddleware)  # outermost: before anything reads the headers
     app.state.rules = route_rules(app)

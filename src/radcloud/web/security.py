@@ -61,6 +61,7 @@ def _self(perm: Perm, action: str, flagged: bool = False) -> Rule:
 _DW = "/dicom-web"
 _S, _SE, _I = "/studies/{study}", "/series/{series}", "/instances/{instance}"
 _INST = _DW + _S + _SE + _I
+_RPT = "/api" + _S + "/report"
 
 RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/healthz"): _public("health"),
@@ -165,8 +166,89 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/studies/{study}/break-glass"): _self(
         Perm.BREAK_GLASS, "study.break_glass", flagged=True
     ),
+    # measurements and key images saved as DICOM (GSPS, KOS) in the study
+    ("GET", "/api/studies/{study}/annotations"): Rule(Perm.STUDY_READ, "annotations.read"),
+    ("POST", "/api/studies/{study}/annotations"): Rule(Perm.STUDY_ANNOTATE, "annotations.save"),
+    ("GET", "/api/studies/{study}/key-images"): Rule(Perm.STUDY_READ, "key_images.read"),
+    # structured reports (one per study), their outputs, and the HIS/EMR report API
+    ("GET", _RPT): Rule(Perm.REPORT_READ, "report.read"),
+    ("POST", _RPT): _self(Perm.REPORT_WRITE, "report.create"),
+    ("PUT", _RPT): _self(Perm.REPORT_WRITE, "report.save"),
+    ("POST", _RPT + "/lock"): Rule(Perm.REPORT_WRITE, "report.lock", audit=False),
+    ("DELETE", _RPT + "/lock"): Rule(Perm.REPORT_WRITE, "report.unlock", audit=False),
+    ("POST", _RPT + "/submit"): _self(Perm.REPORT_WRITE, "report.submit"),
+    ("POST", _RPT + "/return"): _self(Perm.REPORT_SIGN, "report.return"),
+    ("POST", _RPT + "/sign"): _self(Perm.REPORT_SIGN, "report.sign"),
+    ("POST", _RPT + "/amend"): _self(Perm.REPORT_SIGN, "report.amend"),
+    ("GET", _RPT + "/versions"): Rule(Perm.REPORT_READ, "report.versions"),
+    ("GET", _RPT + "/html"): Rule(Perm.REPORT_READ, "report.view"),
+    ("GET", _RPT + "/pdf"): Rule(Perm.REPORT_READ, "report.view"),
+    ("GET", _RPT + "/film"): Rule(Perm.STUDY_READ, "report.film"),
+    ("POST", _RPT + "/print"): Rule(Perm.STUDY_READ, "report.print"),
+    ("POST", _RPT + "/screenshots"): Rule(Perm.REPORT_WRITE, "report.screenshot"),
+    ("GET", "/api/reports"): Rule(Perm.REPORT_READ, "report.search"),
+    ("GET", "/api/report-events"): Rule(Perm.REPORT_READ, "report.events", audit=False),
+    ("GET", "/api/report-notifications"): Rule(Perm.REPORT_READ, "report.notices", audit=False),
+    ("POST", "/api/report-notifications/ack"): Rule(Perm.REPORT_READ, "report.acknowledge"),
+    ("GET", "/api/report-templates"): Rule(Perm.REPORT_READ, "report.templates", audit=False),
+    ("POST", "/api/report-templates"): _self(Perm.TEMPLATES_MANAGE, "report.template"),
+    ("GET", "/api/report-phrases"): Rule(Perm.REPORT_WRITE, "report.phrases", audit=False),
+    ("POST", "/api/report-phrases"): Rule(Perm.REPORT_WRITE, "report.phrase"),
+    ("DELETE", "/api/report-phrases"): Rule(Perm.REPORT_WRITE, "report.phrase"),
+    # server-side 3D (radcloud.volume): views are image reads, saving stores a derived series
+    ("GET", "/api/volume/studies/{study}/series/{series}"): Rule(Perm.STUDY_READ, "study.view"),
+    **{
+        (method, "/api/volume/studies/{study}/series/{series}" + path): Rule(
+            Perm.STUDY_READ, "study.view", fold=True
+        )
+        for method, path in (("GET", "/view"), ("POST", "/crosshair"), ("POST", "/cpr"))
+    },  # fmt: skip
+    ("POST", "/api/volume/studies/{study}/series/{series}/derived"): Rule(
+        Perm.STUDY_WRITE, "study.store"
+    ),
+    ("GET", "/api/volume/presets"): Rule(Perm.STUDY_READ, "volume.presets", audit=False),
+    # AI analysis (radcloud.analysis): results, versions, runs, corrections
+    ("GET", "/api/analysis/modules"): Rule(Perm.STUDY_READ, "analysis.modules", audit=False),
+    **{
+        ("GET", "/api/analysis/studies/{study}" + path): Rule(Perm.STUDY_READ, "analysis.read")
+        for path in ("", "/jobs", "/series/{series}", "/series/{series}/versions")
+    },  # fmt: skip
+    **{
+        ("POST", "/api/analysis/studies/{study}/series/{series}/" + op): Rule(
+            Perm.STUDY_ANNOTATE, "analysis." + op
+        )
+        for op in ("run", "cancel", "retry")
+    },  # fmt: skip
+    ("PUT", "/api/analysis/studies/{study}/series/{series}/result"): _self(
+        Perm.STUDY_ANNOTATE, "analysis.edit"
+    ),
+    # share links (radcloud.share): managers of a study's links ...
+    ("POST", "/api/studies/{study}/shares"): _self(Perm.STUDY_SHARE, "share.create"),
+    ("GET", "/api/studies/{study}/shares"): Rule(Perm.STUDY_SHARE, "share.list"),
+    ("DELETE", "/api/studies/{study}/shares"): _self(Perm.STUDY_SHARE, "share.revoke"),
+    # ... and the holder of a link, without an account: the token (in the query or body, never
+    # the path) and the share-session cookie decide; the handlers audit under the share's id
+    **{
+        (method, path): _public("share.access")
+        for method, path in (
+            ("GET", "/s"),
+            ("GET", "/api/s/info"),
+            ("POST", "/api/s/verify"),
+            ("GET", "/api/s/study"),
+            ("GET", "/api/s/series"),
+            ("GET", "/api/s/series/{series}/instances/{instance}/rendered"),
+            ("GET", "/api/s/dicom"),
+            ("GET", "/api/s/report"),
+            ("GET", "/api/s/film"),
+            ("GET", "/api/s/qr"),
+            ("POST", "/api/s/reshare"),
+            ("GET", "/api/s/shares"),
+            ("POST", "/api/s/revoke"),
+        )
+    },  # fmt: skip
     # the audit trail
     ("GET", "/api/audit"): Rule(Perm.AUDIT_READ, "audit.search"),
+    ("GET", "/api/worklist"): Rule(Perm.STUDY_READ, "study.search"),
     ("GET", "/api/audit/verify"): Rule(Perm.AUDIT_READ, "audit.verify"),
     ("GET", "/api/audit/export"): Rule(Perm.AUDIT_READ, "audit.export"),
     # admin pages (the page itself is public; its data comes from the API above)
