@@ -409,6 +409,9 @@ def start_radcloud(workdir: Path, env: dict[str, str], move_aet: str, move_port:
         RADCLOUD_DICOM_PORT=str(dicom_port),
         RADCLOUD_AE_TITLE="RADCLOUD",
         RADCLOUD_ADMIN_PASSWORD="bench-admin-password-1",
+        # Orthanc runs no analysis: keep the automatic lung analysis of the bench CT
+        # from competing with the rows measured (its cost is bench/ of its own)
+        RADCLOUD_ANALYSIS_AUTO="false",
     )
     env.pop("RADCLOUD_DATABASE_URL", None)
     env.pop("RADCLOUD_CONFIG", None)
