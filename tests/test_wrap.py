@@ -205,3 +205,15 @@ def test_bad_input_is_refused_clearly(study: pydicom.Dataset, photo: np.ndarray)
     with pytest.raises(MissingAttribute, match="StudyInstanceUID"):
         wrap_pdf(PDF, {"PatientID": "X"})
     assert issubclass(MissingAttribute, InvalidDicom)
+
+
+def test_a_truncated_png_is_refused_after_weasyprint_is_loaded(
+    study: pydicom.Dataset, photo: np.ndarray
+) -> None:
+    """WeasyPrint (report PDFs) sets Pillow's LOAD_TRUNCATED_IMAGES on import."""
+    import weasyprint  # noqa: F401
+    from PIL import ImageFile
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # as WeasyPrint leaves it
+    with pytest.raises(InvalidDicom, match="cannot decode"):
+        wrap_image(_png(photo)[:60], study)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
@@ -332,6 +332,7 @@ def _pixel_module(ds: Dataset, rows: int, cols: int, spp: int, bits: int, pi: st
 
 def _decode_with_pillow(data: bytes) -> np.ndarray:
     """Decoded, upright pixels: uint8 gray/RGB or uint16 gray; alpha flattened on white."""
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a cut-off file is refused (other libraries flip it)
     try:
         img: Image.Image = Image.open(io.BytesIO(data))
         img = ImageOps.exif_transpose(img)

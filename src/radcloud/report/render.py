@@ -158,7 +158,11 @@ def html(archive: Archive, p: Principal, study_uid: str, version: int | None = N
 
 def pdf_from_html(text: str) -> bytes:
     import weasyprint
+    from PIL import ImageFile
 
+    # importing WeasyPrint makes Pillow accept truncated images process-wide, which
+    # would let a cut-off photo be wrapped into DICOM half black: put it back
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     data: bytes = weasyprint.HTML(string=text, base_url=str(TEMPLATES_DIR)).write_pdf()
     return data
 
