@@ -6,83 +6,16 @@
 // tests/test_viewer_ui.py, and where to save downloads).  Prints "BUNDLE [names]" (assets the viewer
 // loaded at start) and "LOAD …" (times), and "ok: study list and viewer passed" when every step passed.
 
-import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import assert from "node:assert/strict";
+import {
+  base, P, STUDY_UID, DESKTOP, step, watch, shot, signIn, ready, corner, screenPoint, drag, run,
+} from "./viewer_harness.mjs";
 
-const [base, shots] = process.argv.slice(2);
-const ADMIN_PASSWORD = process.env.ADMIN_PASSWORD;
-const STUDY_UID = process.env.STUDY_UID;
-const P = JSON.parse(process.env.PHANTOM || "{}");
-assert.ok(base && shots && ADMIN_PASSWORD && STUDY_UID && P.size, "usage: see the header");
-mkdirSync(shots, { recursive: true });
-mkdirSync(P.downloads, { recursive: true });
-
-const LAUNCH = {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--enable-unsafe-swiftshader",
-  ],
-};
-const DESKTOP = { viewport: { width: 1400, height: 900 }, locale: "en-US", acceptDownloads: true };
 const PHONE = {
   viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, locale: "zh-CN",
   userAgent: "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Mobile Safari/537.36",
 };
-
-let current = "start";
-const problems = [];
-const pages = [];
-const step = (name) => { current = name; console.log("- " + name); };
-
-function watch(page, label) {
-  pages.push(page);
-  page.on("pageerror", (error) => problems.push(`${label}: page error: ${error.message}`));
-  page.on("console", (msg) => {
-    const text = msg.text();
-    if (msg.type() === "error" && !text.startsWith("Failed to load resource")) problems.push(`${label}: console error: ${text}`);
-  });
-  return page;
-}
-
-async function shot(page, name) {
-  const path = join(shots, name + ".png");
-  await page.screenshot({ path });
-  console.log("  screenshot " + path);
-}
-
-async function signIn(page, next) {
-  await page.waitForURL((url) => url.pathname === "/login" && url.searchParams.get("next") === next);
-  await page.fill("#username", "admin");
-  await page.fill("#password", ADMIN_PASSWORD);
-  await page.click("#submit");
-  await page.waitForURL((url) => url.pathname + url.search === next);
-}
-
-const ready = (page) => page.waitForFunction(() => window.__viewer && window.__viewer.status === "ready", null, { timeout: 60000 });
-const corner = (page, c, slot = 0) => page.locator(`#vp${slot} + .overlay .corner.${c}`).innerText();
-
-/** Screen point of image pixel (col, row) in viewport `slot`. */
-function screenPoint(page, col, row, slot = 0) {
-  return page.evaluate(([c, r, s]) => {
-    const vp = window.__viewer.viewport(s);
-    const world = window.__viewer.imageToWorld(vp.getCurrentImageId(), [c, r]);
-    const [x, y] = vp.worldToCanvas(world);
-    const rect = vp.element.getBoundingClientRect();
-    return [rect.left + x, rect.top + y];
-  }, [col, row, slot]);
-}
-
-async function drag(page, from, to) {
-  await page.mouse.move(from[0], from[1]);
-  await page.mouse.down();
-  for (let i = 1; i <= 8; i++) await page.mouse.move(from[0] + ((to[0] - from[0]) * i) / 8, from[1] + ((to[1] - from[1]) * i) / 8);
-  await page.mouse.up();
-}
 
 /** Pixel statistics of the viewport's on-screen canvas. */
 function canvasStats(page, slot = 0) {
@@ -554,22 +487,4 @@ async function phone(browser) {
   await context.close();
 }
 
-const browser = await chromium.launch(LAUNCH);
-let failed = false;
-try {
-  await desktop(browser);
-  await viewer2(browser);
-  await phone(browser);
-  if (problems.length) throw new Error("problems in the pages:\n" + problems.join("\n"));
-  console.log("ok: study list and viewer passed");
-} catch (error) {
-  failed = true;
-  console.log(`FAILED at step "${current}": ${error.stack || error}`);
-  for (const [i, page] of pages.entries()) {
-    if (!page.isClosed()) await page.screenshot({ path: join(shots, `failure-${i}.png`) }).catch(() => {});
-  }
-  if (problems.length) console.log(problems.join("\n"));
-} finally {
-  await browser.close();
-}
-process.exit(failed ? 1 : 0);
+await run([desktop, viewer2, phone], "ok: study list and viewer passed");
