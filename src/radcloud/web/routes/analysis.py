@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from radcloud.analysis import registry, service
 from radcloud.errors import InvalidRequest
 from radcloud.jobs import queue
-from radcloud.web.deps import ArchiveDep, Who
+from radcloud.web.deps import ArchiveDep, Who, validated
 
 router = APIRouter()
 _S = "/analysis/studies/{study}"
@@ -112,10 +112,7 @@ def correct(
     service.check_series(archive, who, study, series)
     if body is None or not module:
         raise InvalidRequest("send ?module= and a JSON body with the corrected findings")
-    try:
-        edit = EditBody.model_validate(body)
-    except ValidationError as exc:
-        raise InvalidRequest("; ".join(str(e.get("msg")) for e in exc.errors())) from exc
+    edit = validated(EditBody, body, InvalidRequest)
     return service.edit(
         archive, who, study, series, module, findings=edit.findings, summary=edit.summary,
         comment=edit.comment, base_version=edit.base_version,

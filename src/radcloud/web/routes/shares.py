@@ -37,14 +37,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from radcloud.archive.service import Archive
 from radcloud.auth import audit
-from radcloud.errors import InvalidRequest, MalformedBody, RadcloudError
+from radcloud.errors import InvalidRequest, RadcloudError
 from radcloud.share import content, links, publish, sms
-from radcloud.web.deps import ArchiveDep, Who
+from radcloud.web.deps import ArchiveDep, Who, validated
 
 router = APIRouter()
 COOKIE = "radcloud_share"
@@ -111,10 +111,7 @@ def create_share(
 ) -> dict[str, Any]:  # fmt: skip
     """A new link (token, URL, QR code and one-time code shown once); optionally texted."""
     links.check_study(archive, who, study)  # 404 before the body is looked at
-    try:
-        b = CreateBody.model_validate(body or {})
-    except ValidationError as exc:
-        raise MalformedBody("; ".join(str(e.get("msg")) for e in exc.errors())) from None
+    b = validated(CreateBody, body or {})
     number = None
     if b.send_sms:  # a number that cannot be texted is refused before anything is made
         number = sms.normalise(b.phone or links.study_phone(archive, study) or "-")

@@ -31,7 +31,7 @@ from radcloud.volume.service import (
     ViewRequest,
     VolumeService,
 )
-from radcloud.web.deps import ArchiveDep, Who
+from radcloud.web.deps import ArchiveDep, Who, invalid, validated
 
 router = APIRouter()
 
@@ -184,7 +184,7 @@ def view_query(
             viewport=viewport, seq=seq,
         )  # fmt: skip
     except ValidationError as exc:
-        raise BadQuery("; ".join(str(e.get("msg")) for e in exc.errors())) from None
+        raise invalid(exc, BadQuery) from None
 
 
 @router.get(_SERIES)
@@ -233,10 +233,7 @@ def _parse(model: type[B], study: str, series: str, body: Any, archive: Any, who
     VolumeService.of(archive).check(study, series, principal=who)
     if body is None:
         raise BadQuery("a JSON body is required")
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise BadQuery("; ".join(str(e.get("msg")) for e in exc.errors())) from None
+    return validated(model, body, BadQuery)
 
 
 @router.post(_SERIES + "/crosshair")
