@@ -304,12 +304,21 @@ def _match_range(column: Any, value: str, vr: str) -> ColumnElement[bool]:
     return and_(*conds)
 
 
+def patient_name_matches(value: str) -> ColumnElement[bool] | None:
+    """Fuzzy patient-name match: every word a prefix of a name part (pinyin included).
+
+    None when ``value`` holds no word to match.
+    """
+    tokens = query_tokens(value)
+    if not tokens:
+        return None
+    return and_(*[Patient.name_key.like(f"% {_like_pattern(t)}%", escape="\\") for t in tokens])
+
+
 def _match_pn(keyword: str, column: Any, value: str, fuzzy: bool) -> ColumnElement[bool]:
     if fuzzy and keyword == "PatientName":
-        tokens = query_tokens(value)
-        if not tokens:
-            return column == column
-        return and_(*[Patient.name_key.like(f"% {_like_pattern(t)}%", escape="\\") for t in tokens])
+        matches = patient_name_matches(value)
+        return column == column if matches is None else matches
     pat = _like_pattern(value.lower())
     low = func.lower(column)
     if fuzzy:

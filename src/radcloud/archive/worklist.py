@@ -16,10 +16,9 @@ from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, se
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from radcloud.archive.query import _like_pattern
+from radcloud.archive.query import patient_name_matches
 from radcloud.archive.service import Archive
 from radcloud.auth.access import Principal, study_filter
-from radcloud.dicom.names import query_tokens
 from radcloud.errors import BadQuery
 from radcloud.report.models import Report
 from radcloud.store.models import Institution, Patient, Series, Study
@@ -95,11 +94,8 @@ def _has_age() -> ColumnElement[bool]:
 
 def _conditions(f: Filters) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = []
-    if f.patient.strip():
-        tokens = query_tokens(f.patient)
-        by_name = and_(
-            *[Patient.name_key.like(f"% {_like_pattern(t)}%", escape="\\") for t in tokens]
-        )
+    by_name = patient_name_matches(f.patient) if f.patient.strip() else None
+    if by_name is not None:  # (a value with no word in it, like "*", matches everyone)
         conds.append(or_(Patient.patient_id == f.patient.strip(), by_name))
     if f.sex:
         conds.append(Patient.sex == f.sex.upper())
