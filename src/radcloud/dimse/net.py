@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import select
 import socket
 import ssl
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ import pynetdicom.association as pynetdicom_association
 from pynetdicom import AE, _config, dimse_messages
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.transport import (
     AddressInformation,
     AssociationSocket,
@@ -244,51 +248,132 @@ def enable_chunked_receive() -> None:
     dimse_messages.NamedTemporaryFile = _spool_file  # type: ignore[assignment]
 
 
-#: Seconds after the last received PDU during which the DUL polls fast.
-BUSY_WINDOW = 0.5
-FAST_POLL, IDLE_POLL = 0.0001, 0.001
-
-
-class AdaptiveDUL(DULServiceProvider):
-    """pynetdicom's DUL reactor, polling every 0.1 ms while the peer is sending.
-
-    The stock reactor sleeps a fixed 1 ms between idle checks, which adds up to
-    a millisecond of latency to every DIMSE exchange; polling fast all the time
-    would burn CPU on idle associations.  So the delay is short only within
-    ``BUSY_WINDOW`` of the last received PDU (the idle timer's restart time).
-    """
-
-    @property
-    def _run_loop_delay(self) -> float:
-        started = self._idle_timer._start_time
-        if started is not None and time.time() - started < BUSY_WINDOW:
-            return FAST_POLL
-        return IDLE_POLL
-
-    @_run_loop_delay.setter
-    def _run_loop_delay(self, value: float) -> None:
-        pass  # the base class assigns its fixed default; ours is computed
-
-
+#: Longest a reactor blocks without a wake-up (timers, kill flags and the
+#: ARTIM/idle timeouts are checked at least this often).
+MAX_BLOCK = 0.05
 #: The nap pynetdicom's association reactor takes on every turn of its loop.
 REACTOR_NAP = 0.001
+#: The nap of a ``send_*`` call waiting for the association reactor to pause.
+SENDER_NAP = 0.0001
+
+#: Wake-up events of the live association reactors (see :class:`_ReactorClock`).
+_REACTORS: weakref.WeakSet[threading.Event] = weakref.WeakSet()
 
 
-def _busy(thread: threading.Thread) -> bool:
-    """Whether ``thread`` is an association whose peer sent a PDU in the last ``BUSY_WINDOW``."""
-    dul = getattr(thread, "dul", None)
-    started = getattr(getattr(dul, "_idle_timer", None), "_start_time", None)
-    return started is not None and time.time() - started < BUSY_WINDOW
+class EventDUL(DULServiceProvider):
+    """pynetdicom's DUL reactor, blocking until there is something to do.
+
+    The stock reactor polls: every turn checks the socket with a zero
+    timeout, then sleeps 1 ms.  That adds up to a millisecond to every DIMSE
+    exchange, and polling faster burns the CPU (and the GIL) that ingest
+    needs: a profile of a 300-image C-STORE showed the two polling loops in
+    about half of the server's samples.  Here the loop blocks in ``select``
+    on the peer's socket and on a wake-up socket that :meth:`send_pdu` and
+    :meth:`kill_dul` poke, so it runs exactly when a PDU arrives or one is
+    to be sent; after each state-machine action it wakes its association's
+    reactor (:attr:`wake`).  The state machine, PDU handling and the abort on
+    an exception are pynetdicom's.
+    """
+
+    def __init__(self, assoc: Association) -> None:
+        super().__init__(assoc)
+        #: Set when the association reactor has something to look at.
+        self.wake = threading.Event()
+        _REACTORS.add(self.wake)
+        self._poke_r, self._poke_w = socket.socketpair()
+        self._poke_r.setblocking(False)
+        self._poke_w.setblocking(False)
+
+    def _poke(self) -> None:
+        try:
+            self._poke_w.send(b"\0")
+        except OSError:  # already poked (buffer full) or closed
+            pass
+
+    def send_pdu(self, primitive: Any) -> None:
+        super().send_pdu(primitive)
+        self._poke()
+
+    def kill_dul(self) -> None:
+        super().kill_dul()
+        self._poke()
+
+    def _block(self) -> None:
+        """Wait until the peer sends, a primitive is queued, or ``MAX_BLOCK`` passes."""
+        waiting: list[Any] = [self._poke_r]
+        sock = self.socket.socket if self.socket is not None else None
+        if sock is not None and getattr(self.socket, "_is_connected", False):
+            if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                return  # TLS data already decrypted: select cannot see it
+            waiting.append(sock)
+        try:
+            ready, _, _ = select.select(waiting, [], [], MAX_BLOCK)
+        except (OSError, ValueError):  # the socket was closed under us: the next turn sees it
+            return
+        if self._poke_r in ready:
+            try:
+                while self._poke_r.recv(4096):
+                    pass
+            except OSError:
+                pass
+
+    def run_reactor(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.wake.set()  # the association reactor checks is_alive() now
+            self._poke_r.close()
+            self._poke_w.close()
+
+    def _run(self) -> None:
+        self._idle_timer.start()
+        while True:
+            if not self.assoc._dul_ready.is_set():
+                self.assoc._dul_ready.set()
+            if self._kill_thread:
+                return
+            if self.artim_timer.expired:
+                self.event_queue.put("Evt18")
+            try:
+                if self._process_recv_primitive():
+                    pass
+                elif self._is_transport_event():
+                    self._idle_timer.restart()
+            except Exception:
+                log.exception("DICOM upper layer failed; aborting the association")
+                self._abort_now()
+                return
+            try:
+                event = self.event_queue.get(block=False)
+            except queue.Empty:
+                self._block()
+                continue
+            self.state_machine.do_action(event)
+            self.wake.set()
+
+    def _abort_now(self) -> None:
+        """Send an A-ABORT (bypassing the state machine, whose state is unknown) and stop."""
+        abort = A_ABORT_RQ()
+        abort.source = 0x02
+        abort.reason_diagnostic = 0x00
+        if self.socket is not None:
+            self.socket.send(abort.encode())
+        self.assoc.is_aborted = True
+        self.assoc.is_established = False
+        self.assoc._kill = True
+        self._kill_thread = True
 
 
 class _ReactorClock:
     """The ``time`` module as pynetdicom's association code sees it.
 
-    The association reactor naps 1 ms per turn, and a ``send_*`` call waits for
-    it to reach its pause point first: up to a millisecond of idling per
-    C-STORE of a C-MOVE (most of the time a 500-image move took).  While the
-    association is busy the nap is :data:`FAST_POLL`; idle associations keep the
-    1 ms nap.  Everything else is the real ``time`` module.
+    The association reactor naps 1 ms per turn (:data:`REACTOR_NAP`); here it
+    waits on its DUL's wake-up event instead, so a decoded DIMSE message or a
+    release/abort from the peer is served at once and an idle association
+    costs nothing.  A ``send_*`` call on an association first spins
+    (:data:`SENDER_NAP`) until that reactor pauses; those naps wake the
+    reactors so they reach their pause point.  Everything else is the real
+    ``time`` module.
     """
 
     def __getattr__(self, name: str) -> Any:
@@ -296,12 +381,19 @@ class _ReactorClock:
 
     @staticmethod
     def sleep(seconds: float) -> None:
-        if seconds == REACTOR_NAP and _busy(threading.current_thread()):
-            seconds = FAST_POLL
+        if seconds == REACTOR_NAP:
+            wake = getattr(getattr(threading.current_thread(), "dul", None), "wake", None)
+            if wake is not None:
+                wake.wait(MAX_BLOCK)
+                wake.clear()
+                return
+        elif seconds == SENDER_NAP:
+            for event in list(_REACTORS):
+                event.set()
         time.sleep(seconds)
 
 
-def enable_adaptive_polling() -> None:
-    """Make every association of this process poll fast while busy (DUL and reactor)."""
-    pynetdicom_association.DULServiceProvider = AdaptiveDUL  # type: ignore[misc]
+def enable_event_reactors() -> None:
+    """Make every association of this process event-driven (DUL and association reactor)."""
+    pynetdicom_association.DULServiceProvider = EventDUL  # type: ignore[misc]
     pynetdicom_association.time = _ReactorClock()  # type: ignore[assignment]

@@ -33,8 +33,8 @@ from radcloud.dimse.handlers import ScpContext, bind
 from radcloud.dimse.net import (
     STORAGE_TRANSFER_SYNTAXES,
     RadcloudAE,
-    enable_adaptive_polling,
     enable_chunked_receive,
+    enable_event_reactors,
 )
 from radcloud.store.models import Institution, RemoteAE
 
@@ -55,7 +55,7 @@ ACSE_TIMEOUT, DIMSE_TIMEOUT, NETWORK_TIMEOUT = 30, 120, 300
 def configure_pynetdicom() -> None:
     """Process-wide pynetdicom settings radcloud relies on."""
     enable_chunked_receive()
-    enable_adaptive_polling()
+    enable_event_reactors()
     fastpath.enable()
     _config.LOG_HANDLER_LEVEL = "none"  # no per-PDU debug formatting
     _config.LOG_REQUEST_IDENTIFIERS = False
