@@ -60,7 +60,14 @@ class Settings(BaseSettings):
         8 * 1024**3, description="Largest accepted HTTP upload body (bytes)."
     )
     max_pdu_size: int = Field(0, description="Max PDU we receive (0 = unlimited).")
-    dimse_max_associations: int = Field(32, description="Concurrent DIMSE associations.")
+    dimse_max_associations: int = Field(
+        32, description="Concurrent DIMSE associations (per listening process)."
+    )
+    dicom_processes: int = Field(
+        0,
+        description="Processes accepting plain DICOM associations on dicom_port, sharing it "
+        "(SO_REUSEPORT): 1 = the server process only; 0 = one per CPU core, at most 4.",
+    )
     render_concurrency: int = Field(4, description="Concurrent render/transcode jobs.")
     verify_on_read: bool = Field(True, description="Check blob SHA-256 when reading a file.")
     volume_cache_mb: int = Field(

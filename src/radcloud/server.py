@@ -24,7 +24,8 @@ from radcloud.archive import demo
 from radcloud.archive.service import Archive
 from radcloud.auth import accounts
 from radcloud.config import Settings
-from radcloud.dimse.scp import DimseServer
+from radcloud.dimse import workers as dimse_workers
+from radcloud.dimse.scp import DimseServer, check_port_free
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +65,21 @@ def bind_http(host: str, port: int) -> socket.socket:
     return sock
 
 
-def start_dimse(archive: Archive, ssl_context: ssl.SSLContext | None = None) -> DimseServer | None:
+def start_dimse(
+    archive: Archive, ssl_context: ssl.SSLContext | None = None, share_port: bool = False
+) -> DimseServer | None:
     """The plain DICOM listener on ``dicom_port``, or with a TLS context the DICOM TLS
-    listener on ``dicom_tls_port``; None when that port is 0."""
+    listener on ``dicom_tls_port``; None when that port is 0.  ``share_port``: other
+    processes will listen on the same port (:mod:`radcloud.dimse.workers`)."""
     settings = archive.settings
     port = settings.dicom_tls_port if ssl_context is not None else settings.dicom_port
     if not port:
         return None
     try:
-        return DimseServer(archive, port=port, ssl_context=ssl_context).start()
+        if share_port:
+            check_port_free(settings.dicom_host, port)
+        server = DimseServer(archive, port=port, ssl_context=ssl_context, share_port=share_port)
+        return server.start()
     except OSError as exc:
         what = "DICOM TLS" if ssl_context is not None else "DICOM"
         where = f"{settings.dicom_host}:{port}"
@@ -80,13 +87,18 @@ def start_dimse(archive: Archive, ssl_context: ssl.SSLContext | None = None) -> 
 
 
 def health_probe(
-    dimse: DimseServer | None, dimse_tls: DimseServer | None = None
+    dimse: DimseServer | None,
+    dimse_tls: DimseServer | None = None,
+    workers: dimse_workers.Workers | None = None,
 ) -> Callable[[], dict[str, str]]:
     """Listener states for ``/healthz`` (HTTP answers for itself)."""
 
     def probe() -> dict[str, str]:
         listeners = {"dicom": dimse, "dicom_tls": dimse_tls}
-        return {k: "up" if s.is_up else "down" for k, s in listeners.items() if s is not None}
+        states = {k: "up" if s.is_up else "down" for k, s in listeners.items() if s is not None}
+        if workers is not None:  # the extra listener processes on the DICOM port
+            states["dicom_processes"] = "up" if workers.alive == workers.count else "down"
+        return states
 
     return probe
 
@@ -102,6 +114,7 @@ def banner(
     first_start: bool,
     dimse_tls: DimseServer | None = None,
     admin_password: str | None = None,
+    processes: int = 1,
 ) -> str:
     host = _url_host(settings.http_host)
     scheme = "https" if tls.http_enabled(settings) else "http"
@@ -111,8 +124,10 @@ def banner(
         f"  DICOMweb    {scheme}://{host}:{http_port}/dicom-web",
     ]
     if dimse is not None:
+        shared = f"   ({processes} processes)" if processes > 1 else ""
         lines.append(
             f"  DICOM       AE title {dimse.ae_title} on {_url_host(dimse.host)}:{dimse.port}"
+            f"{shared}"
         )
     else:
         lines.append("  DICOM       listener disabled (dicom_port = 0)")
@@ -200,6 +215,7 @@ def run(settings: Settings) -> None:
     stop_demo = threading.Event()
     demo: threading.Thread | None = None
     stop_jobs: Callable[[], None] | None = None
+    workers: dimse_workers.Workers | None = None
     try:
         cleaned = archive.reconcile()
         if any(cleaned.values()):
@@ -209,10 +225,13 @@ def run(settings: Settings) -> None:
 
         stop_jobs = analysis_runtime.start(archive)  # job worker + series-complete analysis
         http_sock = bind_http(settings.http_host, settings.http_port)
-        dimse = start_dimse(archive)
+        processes = dimse_workers.process_count(settings)
+        dimse = start_dimse(archive, share_port=processes > 1)
+        if dimse is not None and processes > 1:
+            workers = dimse_workers.Workers(settings, dimse.port, processes - 1).start()
         if dicom_ssl is not None:
             dimse_tls = start_dimse(archive, dicom_ssl)
-        app = create_app(archive, health=health_probe(dimse, dimse_tls))
+        app = create_app(archive, health=health_probe(dimse, dimse_tls, workers))
         config: Any = uvicorn.Config(
             app, log_config=None, access_log=False, lifespan="on",
             log_level=settings.log_level.lower(), timeout_graceful_shutdown=SHUTDOWN_GRACE,
@@ -220,7 +239,10 @@ def run(settings: Settings) -> None:
         )  # fmt: skip
         server = uvicorn.Server(config)
         http_port = http_sock.getsockname()[1]
-        text = banner(settings, http_port, dimse, first_start, dimse_tls, admin_password)
+        text = banner(
+            settings, http_port, dimse, first_start, dimse_tls, admin_password,
+            processes=1 if workers is None else workers.count + 1,
+        )  # fmt: skip
         print(text, flush=True)
         if settings.demo:
             demo = _demo_in_background(archive, stop_demo)
@@ -229,6 +251,8 @@ def run(settings: Settings) -> None:
         log.info("shutting down")
     finally:
         stop_demo.set()
+        if workers is not None:
+            workers.stop(grace=SHUTDOWN_GRACE)
         if dimse is not None:
             dimse.stop(grace=SHUTDOWN_GRACE)
         if dimse_tls is not None:

@@ -109,6 +109,12 @@ class NoDelayServer(ThreadedAssociationServer):
         super().__init__(*args, **kwargs)
         self.contexts = SharedContexts(self.contexts)
 
+    def server_bind(self) -> None:
+        if getattr(self.ae, "share_port", False):  # other processes listen here too
+            assert self.socket is not None
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None
         client, address = self.socket.accept()
@@ -145,9 +151,12 @@ def _tls_handshake(sock: ssl.SSLSocket, peer: object) -> bool:
 
 
 class RadcloudAE(AE):
-    """A pynetdicom AE whose sockets set ``TCP_NODELAY``; spools C-STORE data to ``spool_dir``."""
+    """A pynetdicom AE whose sockets set ``TCP_NODELAY``; spools C-STORE data to ``spool_dir``;
+    its listener shares its port with other processes when ``share_port`` is set."""
 
     spool_dir: Path | None = None
+    #: Bind with ``SO_REUSEPORT`` (see :mod:`radcloud.dimse.workers`).
+    share_port: bool = False
 
     def _create_socket(
         self, assoc: Association, address: AddressInformation, tls_args: Any

@@ -10,6 +10,7 @@ and :mod:`radcloud.dimse.retrieve`; sockets and the spool folder are set up in
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import time
 from typing import Any
@@ -122,6 +123,19 @@ def make_ae(archive: Archive, ae_title: str | None = None) -> RadcloudAE:
     return ae
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise OSError (EADDRINUSE) if anything listens on ``port``.
+
+    The first listener that shares its port (``SO_REUSEPORT``) checks first: it
+    would otherwise start beside another radcloud on the same port and
+    silently split its traffic.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
 class DimseServer:
     """The archive's DIMSE listener."""
 
@@ -133,6 +147,7 @@ class DimseServer:
         port: int | None = None,
         ae_title: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        share_port: bool = False,
     ) -> None:
         settings = archive.settings
         self.archive = archive
@@ -141,6 +156,8 @@ class DimseServer:
         self.ae_title = ae_title or settings.ae_title
         #: With a context, peers must speak TLS (PS3.15 Annex B); see radcloud.tls.
         self.ssl_context = ssl_context
+        #: Let other processes listen on the same port (:mod:`radcloud.dimse.workers`).
+        self.share_port = share_port
         self.ae: RadcloudAE | None = None
         self._server: Any = None
 
@@ -148,6 +165,7 @@ class DimseServer:
         """Start listening (non-blocking); ``port=0`` picks a free port."""
         configure_pynetdicom()
         self.ae = make_ae(self.archive, self.ae_title)
+        self.ae.share_port = self.share_port
         ctx = ScpContext(self.archive, self.ae_title)
         self._server = self.ae.start_server(
             (self.host, self.port), block=False, evt_handlers=bind(ctx),
