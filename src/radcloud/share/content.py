@@ -18,7 +18,7 @@ import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,8 @@ def series(archive: Archive, r: Any) -> list[dict[str, Any]]:
             "SeriesInstanceUID": uid(original), "Modality": _text(ds, "Modality"),
             "SeriesNumber": _text(ds, "SeriesNumber"),
             "SeriesDescription": _text(ds, "SeriesDescription"),
+            "Rows": ds.get("Rows"), "Columns": ds.get("Columns"),
+            "PixelSpacing": [float(v) for v in ds.get("PixelSpacing") or []] or None,
             "instances": [{"SOPInstanceUID": uid(m.sop_uid), "frames": m.number_of_frames}
                           for m in members],
         })  # fmt: skip
@@ -131,9 +133,10 @@ def find(archive: Archive, r: Any, series_uid: str, sop_uid: str) -> InstanceRef
 
 def rendered(
     archive: Archive, r: Any, series_uid: str, sop_uid: str, *, frame: int = 1,
-    fmt: str = "jpeg", size: int | None = None,
+    fmt: str = "jpeg", size: int | None = None, window: Sequence[Any] | None = None,
 ) -> bytes:  # fmt: skip
-    """One frame as JPEG/PNG, with the burned-in band masked as in the shared DICOM."""
+    """One frame as JPEG/PNG, with the burned-in band masked as in the shared DICOM;
+    ``window`` (center, width) in modality units, default the instance's own."""
     ref = find(archive, r, series_uid, sop_uid)
     if not 1 <= frame <= ref.number_of_frames:
         raise NotFound(f"the image has {ref.number_of_frames} frame(s), no frame {frame}")
@@ -144,7 +147,8 @@ def rendered(
         arr = arr.copy()
         arr[: band_height(arr.shape[0])] = 0
     viewport = (size, size) if size else None
-    return pixels.render(arr, f.meta, viewport=viewport, fmt=fmt, photometric=f.photometric)
+    return pixels.render(arr, f.meta, window=window, viewport=viewport, fmt=fmt,
+                         photometric=f.photometric)  # fmt: skip
 
 
 def shared_dataset(archive: Archive, r: Any, ref: InstanceRef) -> Dataset:
@@ -209,6 +213,28 @@ def report_pdf(archive: Archive, r: Any, lang: str = "zh") -> bytes:
     from radcloud.report import render
 
     return render.pdf(archive, reader(archive, r), study_uid(archive, r), lang=lang)
+
+
+#: What the phone page shows of a report (the PDF's header, values, texts and signature).
+REPORT_STUDY_KEYS = ("institution_name", "patient_name_display", "patient_id", "patient_sex",
+                     "birth_date_display", "accession_number", "study_date_display",
+                     "study_description", "modalities", "referring_physician_display")  # fmt: skip
+
+
+def report_view(archive: Archive, r: Any, lang: str = "zh") -> dict[str, Any]:
+    """The signed report as data for the phone page (identified links only): the same
+    content as the PDF, so that it reflows and zooms on a small screen."""
+    if r.deidentify:
+        raise NotFound(IDENTIFIED_ONLY)
+    from radcloud.report import render, service
+
+    p, uid = reader(archive, r), study_uid(archive, r)
+    ctx = render.context(archive, p, uid, service.require(archive, p, uid), lang, images=False)
+    out = {k: ctx[k] for k in ("lang", "title", "status", "version", "critical", "values",
+                               "texts", "author", "signer", "signed_at")}  # fmt: skip
+    out["study"] = {k: ctx["study"].get(k) for k in REPORT_STUDY_KEYS}
+    out["labels"] = ctx["t"]
+    return out
 
 
 def film(archive: Archive, r: Any, fmt: str = "png") -> bytes:

@@ -232,6 +232,7 @@ RULES: dict[tuple[str, str], Rule] = {
         (method, path): _public("share.access")
         for method, path in (
             ("GET", "/s"),
+            ("GET", "/s/assets/{name}"),  # the page's own files: no patient data in them
             ("GET", "/api/s/info"),
             ("POST", "/api/s/verify"),
             ("GET", "/api/s/study"),
@@ -259,6 +260,7 @@ RULES: dict[tuple[str, str], Rule] = {
     # the study list (at "/") and the viewer: the page shell and its built assets carry no
     # patient data (it all comes from the DICOMweb API above)
     ("GET", "/viewer"): _public("viewer.page"),
+    ("GET", "/report"): _public("report.page"),
     ("GET", "/app/assets/{name}"): _public("app.asset"),
 }
 

@@ -12,13 +12,14 @@ lands in the audit trail; content calls also need the share-session cookie
 (``radcloud_share``, HttpOnly, SameSite=Strict) that ``POST /api/s/verify``
 sets after the identity check::
 
-    GET  /s?t=…                         entry page (HTML; errors as HTML pages)
+    GET  /s?t=…                         the patient's page (static/patient; errors as HTML)
+    GET  /s/assets/{name}               its script, style sheet and icon
     GET  /api/s/info?t=…                which question, expiry, views left
     POST /api/s/verify {token, answer}  identity check → cookie
     GET  /api/s/study?t=…               summary;   GET /api/s/series?t=…  series + instances
-    GET  /api/s/series/{series}/instances/{instance}/rendered?t=…&frame=&format=&size=
+    GET  /api/s/series/{series}/instances/{instance}/rendered?t=…&frame=&format=&size=&window=
     GET  /api/s/dicom?t=…               zip with DICOMDIR
-    GET  /api/s/report?t=…&lang=        report PDF;  GET /api/s/film?t=…&format=png|pdf
+    GET  /api/s/report?t=…&lang=&format=pdf|json   report;  GET /api/s/film?t=…&format=png|pdf
     GET  /api/s/qr?t=…                  the link as a QR code (SVG)
     POST /api/s/reshare {token, hours, max_views, verify}
     GET  /api/s/shares?t=…;  POST /api/s/revoke {token, id}
@@ -30,8 +31,10 @@ too many failures from one address.
 
 from __future__ import annotations
 
+import gzip
 import html
-from datetime import UTC
+import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -44,7 +47,9 @@ from radcloud.archive.service import Archive
 from radcloud.auth import audit
 from radcloud.errors import InvalidRequest, RadcloudError
 from radcloud.share import content, links, publish, sms
+from radcloud.web import compress, static_files
 from radcloud.web.deps import ArchiveDep, Who, validated
+from radcloud.web.routes.wado import parse_window
 
 router = APIRouter()
 COOKIE = "radcloud_share"
@@ -52,11 +57,6 @@ _STUDY = "/api/studies/{study}/shares"
 #: No upper length: every unknown token, however long, gets the same 404 (the lookup skips
 #: lengths no token has, and the header limit bounds the URL).
 Token = Annotated[str, Query(alias="t", min_length=1, description="link token")]
-_PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'",
-    "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
-}  # fmt: skip
 _PRIVATE = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer"}
 
 
@@ -210,9 +210,13 @@ def share_rendered(
     frame: Annotated[int, Query(ge=1)] = 1,
     format: Literal["jpeg", "png"] = "jpeg",  # noqa: A002 - the query parameter's name
     size: Annotated[int | None, Query(ge=16, le=4096)] = None,
+    window: Annotated[str | None, Query(description="center,width[,function]")] = None,
 ) -> Response:  # fmt: skip
+    """One frame, fitted into ``size`` pixels, windowed as asked (default: its own window)."""
+    win = parse_window(window)  # a bad window is refused before the link is looked at
     r = _open(request, archive, t)
-    data = content.rendered(archive, r, series, instance, frame=frame, fmt=format, size=size)
+    data = content.rendered(archive, r, series, instance, frame=frame, fmt=format, size=size,
+                            window=win)  # fmt: skip
     return Response(data, media_type=f"image/{format}", headers=_PRIVATE)
 
 
@@ -230,9 +234,14 @@ def share_dicom(t: Token, request: Request, archive: ArchiveDep) -> Response:
 
 @router.get("/api/s/report")
 def share_report(
-    t: Token, request: Request, archive: ArchiveDep, lang: Literal["zh", "en"] = "zh"
-) -> Response:
-    data = content.report_pdf(archive, _open(request, archive, t), lang)
+    t: Token, request: Request, archive: ArchiveDep, lang: Literal["zh", "en"] = "zh",
+    format: Literal["pdf", "json"] = "pdf",  # noqa: A002
+) -> Response:  # fmt: skip
+    """The signed report: PDF, or as data for the phone page (``format=json``)."""
+    r = _open(request, archive, t)
+    if format == "json":
+        return JSONResponse(content.report_view(archive, r, lang), headers=_PRIVATE)
+    data = content.report_pdf(archive, r, lang)
     return Response(data, media_type="application/pdf", headers=_PRIVATE)
 
 
@@ -288,29 +297,54 @@ def share_revoke(
 
 # ------------------------------------------------------------------ the entry page
 
-
-_TEXT = {
-    "landing": ("打开检查结果 Open your results",
-                "请扫描检查单上的二维码，或打开短信中的链接。"
-                " Scan the QR code on your exam slip or open the link in your SMS."),
-    "active": ("您的检查结果 Your results",
-               "请验证身份后查看。 Please confirm who you are to continue."),
+PATIENT = Path(__file__).resolve().parent.parent / "static" / "patient"
+_ASSET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\.(js|css|svg)$")
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+#: The page and its assets never go to another site, not even as a referrer.
+_PAGE_HEADERS = static_files.security_headers(_CSP, "no-store") | {"Referrer-Policy": "no-referrer"}
+#: Why a link does not open, in both languages: (title, text), by status and English detail.
+_WHY: dict[str, tuple[str, str, str, str]] = {
+    "landing": ("打开检查结果", "Open your results",
+                "请扫描检查单上的二维码，或打开短信中的链接。",
+                "Scan the QR code on your exam slip or open the link in your SMS."),
+    "404": ("链接无效", "Link not found",
+            "此链接不存在，请检查是否完整复制。", ""),
+    "expired": ("链接已过期", "Link expired",
+                "此链接已过有效期，请向医院或分享人索取新链接。", ""),
+    "withdrawn": ("链接已撤回", "Link withdrawn", "分享人已撤回此链接。", ""),
+    "opened as often": ("链接次数已用完", "Link used up",
+                        "此链接已达到分享人允许的打开次数。", ""),
+    "410": ("链接已失效", "Link no longer valid", "此链接已失效。", ""),
+    "423": ("链接已锁定", "Link locked",
+            "验证错误次数过多，此链接已锁定，请向医院索取新链接。", ""),
+    "429": ("尝试次数过多", "Too many attempts",
+            "此网络的失败尝试过多，请稍后再试。", ""),
 }  # fmt: skip
-_QUESTION = {
-    "none": "无需验证 No question",
-    "phone4": "请输入您手机号码的后四位 Enter the last 4 digits of your phone number",
-    "id4": "请输入您病历号（患者ID）的后四位 Enter the last 4 characters of your patient ID",
-    "code": "请输入分享人提供的验证码 Enter the code the sender gave you",
-}
 
 
-def _page(status: int, title: str, text: str, extra: str = "") -> HTMLResponse:
+def _why(status: int, detail: str) -> tuple[str, str, str, str]:
+    if status == 410:
+        return next((v for k, v in _WHY.items() if k in detail), _WHY["410"])
+    return _WHY.get(str(status), (f"无法打开 ({status})", f"Cannot open ({status})", "", ""))
+
+
+def _page(status: int, key: str, detail: str = "") -> HTMLResponse:
+    """A page that says, in Chinese and English, why there is nothing to show (and nothing else)."""
+    zh_title, en_title, zh, en = _WHY[key] if key in _WHY else _why(status, detail)
+    en = en or detail[:1].upper() + detail[1:]
+    e = html.escape
     body = (
         '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;margin:2em;"
-        "max-width:36em}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{extra}</body></html>"
+        f"<title>{e(zh_title)} · {e(en_title)}</title>"
+        '<link rel="stylesheet" href="/s/assets/style.css"></head>'
+        f'<body><main class="stop" data-status="{status}"><div class="stop-icon">!</div>'
+        f'<h1>{e(zh_title)}</h1><p lang="zh-CN">{e(zh)}</p>'
+        f'<h2 lang="en">{e(en_title)}</h2><p lang="en">{e(en)}</p>'
+        "</main></body></html>"
     )
     return HTMLResponse(body, status_code=status, headers=_PAGE_HEADERS)
 
@@ -319,18 +353,35 @@ def _page(status: int, title: str, text: str, extra: str = "") -> HTMLResponse:
 def share_page(
     request: Request, archive: ArchiveDep,
     t: str | None = None,
-) -> HTMLResponse:  # fmt: skip
-    """The entry page of a link: its question, or why it no longer opens (as HTML)."""
+) -> Response:  # fmt: skip
+    """The patient's page of a link (static; its data comes from ``/api/s/…`` after the
+    identity check), or a page saying why the link no longer opens."""
     if not t:
-        return _page(200, *_TEXT["landing"])
+        return _page(200, "landing")
     try:
-        info = links.describe(archive, t, _source(request))
+        links.describe(archive, t, _source(request))
     except RadcloudError as exc:
-        return _page(exc.http_status, exc.title, exc.detail)
-    until = info["expires_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    extra = (
-        f'<p id="question" data-verify="{html.escape(info["verify"])}">'
-        f"{html.escape(_QUESTION[info['verify']])}</p>"
-        f"<p>有效期至 Valid until {html.escape(until)}</p>"
+        return _page(exc.http_status, "", exc.detail)
+    return FileResponse(
+        PATIENT / "index.html", media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS
     )
-    return _page(200, *_TEXT["active"], extra)
+
+
+@lru_cache(maxsize=8)
+def _gzipped(path: str, mtime_ns: int) -> bytes:
+    return gzip.compress(Path(path).read_bytes(), 9, mtime=0)
+
+
+@router.get("/s/assets/{name}", include_in_schema=False)
+def share_asset(name: str, request: Request) -> Response:
+    """A script, style sheet or icon of the patient's page (only names in its folder);
+    gzip when asked (the script shrinks ~4×: it travels on thin links)."""
+    path, media_type = static_files.asset(PATIENT, name, _ASSET)
+    headers = static_files.security_headers(_CSP, "no-cache") | {
+        "Referrer-Policy": "no-referrer", "Vary": "Accept-Encoding"}  # fmt: skip
+    stat = path.stat()
+    if stat.st_size > compress.MIN_BYTES and compress.accepts_gzip(request):
+        headers["Content-Encoding"] = "gzip"
+        return Response(_gzipped(str(path), stat.st_mtime_ns), media_type=media_type,
+                        headers=headers)  # fmt: skip
+    return FileResponse(path, media_type=media_type, headers=headers)
