@@ -8,6 +8,7 @@
 
 import { join } from "node:path";
 import assert from "node:assert/strict";
+import { press, choose } from "./toolbar.mjs";
 import {
   base, P, STUDY_UID, DESKTOP, step, watch, shot, signIn, ready, corner, screenPoint, drag, run,
 } from "./viewer_harness.mjs";
@@ -84,6 +85,7 @@ async function desktop(browser) {
   await signIn(page, "/");
   await page.locator(`tr.study[data-uid="${STUDY_UID}"]`).waitFor({ timeout: 20000 });
   assert.match(await page.locator(`tr.study[data-uid="${STUDY_UID}"]`).innerText(), /王小明/);
+  await page.click(`tr.study[data-uid="${STUDY_UID}"] .expand`); // series thumbnails on demand
   await page.locator(`tr.study[data-uid="${STUDY_UID}"] + tr .thumb img`).first().waitFor();
 
   const listed = async (action) => {
@@ -107,14 +109,15 @@ async function desktop(browser) {
   assert.equal(await searchFor({ "#q-from": "2027-01-01" }), 0);
   await searchFor({});
   step("sort by a column");
-  await page.click('th[data-sort="pid"]');
-  assert.equal(await page.getAttribute('th[data-sort="pid"]', "aria-sort"), "ascending");
+  await listed(() => page.click('th[data-sort="patient_id"]'));
+  assert.equal(await page.getAttribute('th[data-sort="patient_id"]', "aria-sort"), "ascending");
+  assert.equal(await page.getAttribute(`tr.study[data-uid="${STUDY_UID}"] .expand`, "aria-expanded"), "true", "still expanded after sorting");
   await page.waitForFunction(() => [...document.querySelectorAll(".thumb img")].some((i) => i.complete && i.naturalWidth > 0));
   await shot(page, "desktop-list");
 
   step("open the study: first image, then the overlay");
   const clicked = Date.now();
-  await page.click(`tr.study[data-uid="${STUDY_UID}"]`);
+  await page.dblclick(`tr.study[data-uid="${STUDY_UID}"]`);
   await page.waitForURL((url) => url.pathname === "/viewer");
   await ready(page);
   const openMs = Date.now() - clicked;
@@ -150,7 +153,7 @@ async function desktop(browser) {
   await page.waitForFunction(() => /W: 400 L: 50/.test(document.querySelector("#vp0 + .overlay .corner.br").innerText));
 
   step("length between two known points: 160 pixels");
-  await page.click("#tool-length");
+  await press(page, "#tool-length");
   const [cx, cy, r] = P.disc;
   const a = await screenPoint(page, 40, 200), b = await screenPoint(page, 200, 200);
   await drag(page, a, b);
@@ -161,7 +164,7 @@ async function desktop(browser) {
   assert.ok(Math.abs(shown - want) <= P.spacing, `length shows ${shown} mm, expected ${want} ± ${P.spacing}`);
 
   step("ellipse ROI inside the 100 HU disc");
-  await page.click("#tool-ellipse");
+  await press(page, "#tool-ellipse");
   await drag(page, await screenPoint(page, cx, cy), await screenPoint(page, cx + 14, cy + 14)); // centre out
   const mean = await settled(page, /Mean:\s*(-?[\d.]+)\s*HU/, (v) => Math.abs(v - P.discHU) <= 3);
   console.log(`  ellipse mean shown: ${mean} HU`);
@@ -174,7 +177,7 @@ async function desktop(browser) {
   assert.ok(Math.abs(roiStats.mean - P.discHU) <= 3, `ROI mean ${roiStats.mean}, expected ${P.discHU}`);
 
   step("probe shows the CT value");
-  await page.click("#tool-probe");
+  await press(page, "#tool-probe");
   const pt = await screenPoint(page, cx, cy);
   await page.mouse.click(pt[0], pt[1]);
   await page.waitForFunction(() => window.__viewer.annotations().some((x) => x.tool === "Probe"
@@ -183,22 +186,38 @@ async function desktop(browser) {
   const probed = Object.values(probe.stats).find((st) => st.value !== undefined) || {};
   console.log("  probe", JSON.stringify(probed));
   assert.equal(probed.value, P.discHU, "the probe shows the disc's CT value");
-  await page.click("#tool-wl");
+  await press(page, "#tool-wl");
   await shot(page, "desktop-viewer");
 
   step("export the viewport as PNG");
-  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#act-export")]);
+  const [download] = await Promise.all([page.waitForEvent("download"), press(page, "#act-export")]);
   assert.match(download.suggestedFilename(), /\.png$/);
   await download.saveAs(join(P.downloads, download.suggestedFilename()));
 
+  step("the toolbar: one row of groups; a drop-down closes on a choice; the tool in hand shows on its group");
+  const bar = await page.locator("#toolbar").boundingBox();
+  assert.ok(bar.height < 50, "the toolbar is more than one row: " + JSON.stringify(bar));
+  assert.equal(await page.locator("#measure-main").innerText(), "Probe", "the last measurement tool used");
+  assert.doesNotMatch(await page.getAttribute("#measure-main", "class"), /\bon\b/);
+  await page.click("#measure-main"); // one click takes the last measurement tool again
+  assert.equal(await page.evaluate(() => window.__viewer.tool), "probe");
+  assert.match(await page.getAttribute("#measure-main", "class"), /\bon\b/);
+  await page.click('[data-menu-open="window"]');
+  await page.locator('[data-menu="window"] #preset').waitFor();
+  await shot(page, "desktop-viewer-menu");
+  await page.keyboard.press("Escape");
+  assert.ok(await page.locator('[data-menu="window"]').isHidden(), "Escape closes the menu");
+  await press(page, "#tool-wl");
+  assert.doesNotMatch(await page.getAttribute("#measure-main", "class"), /\bon\b/);
   step("invert, rotate, zoom 1:1, reset; layouts; language");
-  await page.click("#act-invert");
+  await press(page, "#act-invert");
+  assert.ok(await page.locator('[data-menu="window"]').isHidden(), "a choice closes the menu");
   await page.waitForFunction(() => /INV/.test(document.querySelector("#vp0 + .overlay .corner.br").innerText));
-  await page.selectOption("#zoom-mode", "one");
+  await choose(page, "#zoom-mode", "one");
   await page.waitForFunction(() => !/Zoom: 1\.00/.test(document.querySelector("#vp0 + .overlay .corner.br").innerText));
-  await page.click("#act-reset");
+  await press(page, "#act-reset");
   await page.waitForFunction(() => /Zoom: 1\.00/.test(document.querySelector("#vp0 + .overlay .corner.br").innerText) && !/INV/.test(document.querySelector("#vp0 + .overlay .corner.br").innerText));
-  await page.selectOption("#layout", "2x2");
+  await choose(page, "#layout", "2x2");
   await page.waitForFunction(() => document.querySelectorAll(".cell:not([hidden])").length === 4);
   await page.waitForFunction(() => /Im: 1\//.test(document.querySelector("#vp3 + .overlay .corner.bl")?.innerText || ""));
   assert.ok((await canvasStats(page, 3)).lit > 500, "viewport 4 is blank");
@@ -226,41 +245,41 @@ async function viewer2(browser) {
   await ready(page);
   assert.equal(await page.evaluate(() => window.__viewer.layout), "2x2");
   assert.equal(await page.inputValue("#layout"), "2x2");
-  await whenSaved(() => page.selectOption("#layout", "1x2"));
+  await whenSaved(() => choose(page, "#layout", "1x2"));
   await page.waitForFunction(() => /Im: 1\/12/.test(document.querySelector("#vp1 + .overlay .corner.bl")?.innerText || ""));
-  await page.click("#act-clear");
+  await press(page, "#act-clear");
 
   step("Cobb angle between a horizontal line and one rising 40 in 160 pixels: 14.04°");
-  await page.click("#tool-cobb");
+  await press(page, "#tool-cobb");
   await drag(page, await screenPoint(page, 40, 100), await screenPoint(page, 200, 100));
   await drag(page, await screenPoint(page, 40, 180), await screenPoint(page, 200, 140));
   const cobbWant = (Math.atan(40 / 160) * 180) / Math.PI;
   const cobb = await settled(page, /([\d.]+)\s*°/, (v) => Math.abs(v - cobbWant) <= 0.5);
   console.log(`  Cobb angle shown: ${cobb}° (expected ${cobbWant.toFixed(2)})`);
   assert.ok(Math.abs(cobb - cobbWant) <= 0.5, `Cobb shows ${cobb}°`);
-  await page.click("#act-clear");
+  await press(page, "#act-clear");
 
   step("polyline: 80 + 80 pixels (an L) = 120 mm");
-  await page.click("#tool-polyline");
+  await press(page, "#tool-polyline");
   await dragPath(page, [[40, 40], [120, 40], [120, 120]]);
   const polyWant = 160 * P.spacing;
   const poly = await settled(page, /([\d.]+)\s*mm/, (v) => Math.abs(v - polyWant) <= 2);
   console.log(`  polyline length shown: ${poly} mm (expected ${polyWant})`);
   assert.ok(Math.abs(poly - polyWant) <= 2, `polyline shows ${poly} mm`);
   await shot(page, "viewer2-desktop-polyline");
-  await page.click("#act-clear");
+  await press(page, "#act-clear");
 
   step("freehand ROI: a closed 40×40-pixel square = 900 mm²");
-  await page.click("#tool-freehand");
+  await press(page, "#tool-freehand");
   await dragPath(page, [[150, 150], [190, 150], [190, 190], [150, 190], [150, 152]]);
   const areaWant = (40 * P.spacing) ** 2;
   const area = await settled(page, /Area:\s*([\d.]+)\s*mm/, (v) => Math.abs(v - areaWant) <= areaWant * 0.05);
   console.log(`  freehand area shown: ${area} mm² (expected ${areaWant})`);
   assert.ok(Math.abs(area - areaWant) <= areaWant * 0.05, `freehand area shows ${area} mm²`);
-  await page.click("#act-clear");
+  await press(page, "#act-clear");
 
   step("cardiothoracic ratio: thorax 200 pixels (150 mm), heart 80 pixels (60 mm), drawn a little askew → 0.40");
-  await page.click("#tool-ctr");
+  await press(page, "#tool-ctr");
   await drag(page, await screenPoint(page, 28, 215), await screenPoint(page, 228, 222));
   await drag(page, await screenPoint(page, 60, 60), await screenPoint(page, 140, 54));
   const ctr = await settled(page, /CTR\s*([\d.]+)/, (v) => Math.abs(v - 0.4) <= 0.01);
@@ -271,10 +290,10 @@ async function viewer2(browser) {
   assert.ok(lengths.some((x) => Math.abs(parseFloat(x) - 150) <= 1) && lengths.some((x) => Math.abs(parseFloat(x) - 60) <= 1),
     "the CTR lengths are not horizontal: " + lengths);
   await shot(page, "viewer2-desktop-ctr");
-  await page.click("#act-clear");
+  await press(page, "#act-clear");
 
   step("arrow annotation with text (typed into the viewer's own dialog)");
-  await page.click("#tool-arrow");
+  await press(page, "#tool-arrow");
   await drag(page, await screenPoint(page, 60, 70), await screenPoint(page, 100, 110));
   await page.locator("#ask[open]").waitFor();
   await page.fill("#ask-input", "病灶 lesion");
@@ -282,12 +301,12 @@ async function viewer2(browser) {
   await page.waitForFunction(() => [...document.querySelectorAll("#vp0 svg text")].some((t) => t.textContent.includes("病灶 lesion")));
   assert.ok(await page.evaluate(() => window.__viewer.annotations().some((a) => a.tool === "ArrowAnnotate")));
   await shot(page, "viewer2-desktop-arrow");
-  await page.click("#act-clear");
+  await press(page, "#act-clear");
 
   step("magnifier: the power setting is the zoom of the loupe (and it works a second time)");
   for (const power of [4, 2]) {
-    await page.selectOption("#magnify-power", String(power));
-    await page.click("#tool-magnify");
+    await choose(page, "#magnify-power", String(power));
+    await press(page, "#tool-magnify");
     const [x, y] = await screenPoint(page, P.disc[0], P.disc[1]);
     await page.mouse.move(x, y);
     await page.mouse.down();
@@ -306,7 +325,7 @@ async function viewer2(browser) {
 
   step("pseudo-colour: hsv colours the picture, grey takes it back");
   assert.ok((await chroma(page)) < 50, "the picture is coloured before a colour map");
-  await page.selectOption("#colormap", "hsv");
+  await choose(page, "#colormap", "hsv");
   await page.waitForFunction(() => window.__viewer.colormap === "hsv");
   await page.waitForTimeout(200);
   const coloured = await chroma(page);
@@ -315,24 +334,24 @@ async function viewer2(browser) {
   await page.waitForFunction(() => /Im: 2\//.test(document.querySelector("#vp0 + .overlay .corner.bl").innerText));
   await page.waitForTimeout(200);
   const next = await chroma(page);
-  await page.click("#act-reset"); // reset goes back to grey too
+  await press(page, "#act-reset"); // reset goes back to grey too
   await page.waitForTimeout(200);
   const afterReset = await chroma(page);
   console.log(`  coloured samples: hsv ${coloured}, next image ${next}, after reset ${afterReset}`);
   assert.ok(next > 1000 && afterReset < 50, "the colour map did not stay, or reset kept it");
   assert.equal(await page.inputValue("#colormap"), "Grayscale");
   await page.keyboard.press("ArrowUp");
-  await page.selectOption("#colormap", "Black-Body Radiation");
+  await choose(page, "#colormap", "Black-Body Radiation");
   await page.waitForTimeout(200);
   const hot = await chroma(page);
-  await page.selectOption("#colormap", "Grayscale");
+  await choose(page, "#colormap", "Grayscale");
   await page.waitForTimeout(200);
   const grey = await chroma(page);
   console.log(`  coloured samples: hsv ${coloured}, hot iron ${hot}, grey ${grey}`);
   assert.ok(coloured > 1000 && hot > 1000 && grey < 50, "colour maps did not apply");
 
   step("linked scrolling by slice position: 2.5 mm series left, 5 mm series (reverse order) right");
-  await page.click("#act-link");
+  await press(page, "#act-link");
   const box = await page.locator("#vp0").boundingBox();
   await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
   for (let i = 0; i < 4; i++) await page.mouse.wheel(0, 120);
@@ -343,7 +362,7 @@ async function viewer2(browser) {
   assert.equal(z0, "-20.0");
   assert.equal(z1, z0);
   await shot(page, "viewer2-desktop-linked");
-  await page.click("#act-link");
+  await press(page, "#act-link");
   await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
   await page.mouse.wheel(0, 120);
   await page.waitForFunction(() => /Im: 6\//.test(document.querySelector("#vp0 + .overlay .corner.bl").innerText));
@@ -355,7 +374,7 @@ async function viewer2(browser) {
   await page.click(".series-panel .series >> nth=2");
   await page.waitForFunction(() => /Im: 1\/3/.test(document.querySelector("#vp1 + .overlay .corner.bl").innerText));
   await page.click("#vp0");
-  await page.click("#act-reflines");
+  await press(page, "#act-reflines");
   const refLine = async () => {
     await page.waitForFunction(() => document.querySelector("#vp1 svg line"));
     const z = Number((await corner(page, "bl", 0)).match(/Z: (-?[\d.]+)/)[1]);
@@ -379,25 +398,25 @@ async function viewer2(browser) {
   console.log(`  reference line at z ${line1.z} → y ${line1.ys[0].toFixed(1)}; after 2 slices z ${line2.z} → y ${line2.ys[0].toFixed(1)} (expected ${line2.want.toFixed(1)})`);
   assert.ok(line2.ys[0] < line1.ys[0], "the line did not move up the coronal image as z rose");
   await shot(page, "viewer2-desktop-reflines");
-  await page.click("#act-reflines");
+  await press(page, "#act-reflines");
   await page.waitForFunction(() => !document.querySelector("#vp1 svg line"));
 
   step("a custom W/L preset, saved to the server settings");
   await page.click("#vp0");
   await page.keyboard.press("3");
   await page.waitForFunction(() => /W: 2000 L: 400/.test(document.querySelector("#vp0 + .overlay .corner.br").innerText));
-  await page.click("#tool-wl");
+  await press(page, "#tool-wl");
   await drag(page, [box.x + box.width / 2, box.y + box.height / 2], [box.x + box.width / 2 - 60, box.y + box.height / 2 + 40]);
   const custom = (await corner(page, "br")).match(/W: (-?\d+) L: (-?\d+)/).slice(1).map(Number);
   assert.notDeepEqual(custom, [2000, 400]);
-  await page.click("#act-savepreset");
+  await press(page, "#act-savepreset");
   await page.locator("#ask[open]").waitFor();
   await page.fill("#ask-input", "My window");
   await whenSaved(() => page.click("#ask-ok"));
   console.log(`  custom preset: W ${custom[0]} L ${custom[1]}`);
 
   step("overlay text per modality: hide patient ID and institution for CT");
-  await page.click("#act-overlay");
+  await press(page, "#act-overlay");
   await page.locator("#overlay-dialog[open]").waitFor();
   await shot(page, "viewer2-desktop-overlay-dialog");
   await page.uncheck("#ovf-pid");
@@ -406,7 +425,7 @@ async function viewer2(browser) {
   assert.doesNotMatch(await corner(page, "tl"), /RCV-0042/);
   assert.doesNotMatch(await corner(page, "tr"), /Test Hospital/);
   assert.match(await corner(page, "tl"), /王小明/);
-  await whenSaved(() => page.click("#tool-ellipse")); // the last tool used
+  await whenSaved(() => press(page, "#tool-ellipse")); // the last tool used
 
   const restored = async (p, label) => {
     assert.equal(await p.evaluate(() => window.__viewer.layout), "1x2", label + ": layout");
@@ -415,7 +434,7 @@ async function viewer2(browser) {
     assert.doesNotMatch(await corner(p, "tl"), /RCV-0042/, label + ": overlay");
     assert.doesNotMatch(await corner(p, "tr"), /Test Hospital/, label + ": overlay");
     const value = await p.locator("#preset option", { hasText: "My window" }).getAttribute("value");
-    await p.selectOption("#preset", value);
+    await choose(p, "#preset", value);
     await p.waitForFunction(([w, l]) => new RegExp(`W: ${w} L: ${l}\\b`).test(document.querySelector("#vp0 + .overlay .corner.br").innerText), custom);
   };
   step("reload: layout, tool, custom preset and overlay choice are still there");
@@ -434,7 +453,7 @@ async function viewer2(browser) {
   await shot(page2, "viewer2-desktop-zh");
   // put the overlay back for the rest of the run
   page = page2;
-  await page2.click("#act-overlay");
+  await press(page2, "#act-overlay");
   await page2.check("#ovf-pid");
   await page2.check("#ovf-institution");
   await whenSaved(() => page2.click("#ovf-save"));
@@ -458,7 +477,12 @@ async function phone(browser) {
   await shot(page, "phone-viewer");
   await shot(page, "viewer2-phone");
   assert.equal(await page.evaluate(() => window.__viewer.tool), "scroll", "a phone starts on scroll");
-  await page.click("#act-overlay"); // the settings dialog fits a phone
+  await page.click('[data-menu-open="tools"]'); // a drop-down stays on a phone's screen
+  const menu = await page.locator('[data-menu="tools"]').boundingBox();
+  assert.ok(menu.x >= 0 && menu.x + menu.width <= 390, "the tools menu leaves the phone's screen: " + JSON.stringify(menu));
+  await shot(page, "viewer2-phone-menu");
+  await page.keyboard.press("Escape");
+  await press(page, "#act-overlay"); // the settings dialog fits a phone
   await page.locator("#overlay-dialog[open]").waitFor();
   const dlg = await page.locator("#overlay-dialog").boundingBox();
   assert.ok(dlg.width <= 390 && dlg.x >= 0, "the overlay dialog does not fit the phone: " + JSON.stringify(dlg));
@@ -481,8 +505,9 @@ async function phone(browser) {
   assert.notEqual(await corner(page, "br"), zoom0, "pinch did not zoom");
   await shot(page, "phone-viewer-zoomed");
   await page.goto(base + "/");
-  await page.waitForFunction(() => [...document.querySelectorAll(".thumb img")].some((i) => i.complete && i.naturalWidth > 0));
   await page.locator("tr.study").first().waitFor();
+  await page.click("tr.study .expand");
+  await page.waitForFunction(() => [...document.querySelectorAll(".thumb img")].some((i) => i.complete && i.naturalWidth > 0));
   await shot(page, "phone-list");
   await context.close();
 }

@@ -9,6 +9,7 @@
 
 import { join } from "node:path";
 import assert from "node:assert/strict";
+import { press, choose } from "./toolbar.mjs";
 import { writeFileSync } from "node:fs";
 import {
   base, P, STUDY_UID, DESKTOP, step, watch, shot, signIn, ready, corner, screenPoint, drag, run,
@@ -42,12 +43,12 @@ async function annotations(browser) {
   assert.equal(await page.locator(".series-panel > .series").count(), P.imageSeries, "PR/KO series must not be offered as image series");
 
   step("draw a length (160 px), an ellipse in the disc and an arrow with text on image 1");
-  await page.click("#tool-length");
+  await press(page, "#tool-length");
   await drag(page, await screenPoint(page, 40, 200), await screenPoint(page, 200, 200));
   const [cx, cy] = P.disc;
-  await page.click("#tool-ellipse");
+  await press(page, "#tool-ellipse");
   await drag(page, await screenPoint(page, cx, cy), await screenPoint(page, cx + 14, cy + 14));
-  await page.click("#tool-arrow");
+  await press(page, "#tool-arrow");
   await drag(page, await screenPoint(page, 60, 70), await screenPoint(page, 100, 110));
   await page.locator("#ask[open]").waitFor();
   await page.fill("#ask-input", "病灶 lesion");
@@ -62,7 +63,7 @@ async function annotations(browser) {
   assert.ok(Math.abs(mean - P.discHU) <= 3, `mean ${mean}`);
 
   step("K marks key images (image 1 and image 3); the Save button shows unsaved changes");
-  await page.click("#tool-wl");
+  await press(page, "#tool-wl");
   await page.keyboard.press("k");
   await page.locator("#vp0 ~ .keymark:not([hidden])").waitFor();
   await page.keyboard.press("ArrowDown");
@@ -76,7 +77,7 @@ async function annotations(browser) {
   await shot(page, "key-image");
 
   step("save: a GSPS and a KOS in the study");
-  await page.click("#act-save");
+  await press(page, "#act-save");
   await page.waitForFunction(() => window.__viewer.savedState && window.__viewer.dirty === false);
   const saved = await page.evaluate(() => window.__viewer.savedState);
   assert.equal(saved.annotations.length, 3);
@@ -116,7 +117,7 @@ async function annotations(browser) {
   await page.keyboard.press("ArrowUp");
   await page.keyboard.press("ArrowUp");
   await imageIs(page, 1);
-  await page.click("#tool-length");
+  await press(page, "#tool-length");
   await drag(page, await screenPoint(page, 40, 40), await screenPoint(page, 40, 120));
   await page.waitForFunction(() => window.__viewer.dirty === true);
   await page.click(".toolbar a[href='/']");
@@ -165,12 +166,12 @@ async function filters(browser) {
   await page.goto(base + TARGET);
   await signIn(page, TARGET);
   await ready(page);
-  await page.selectOption("#layout", "1x1");
+  await choose(page, "#layout", "1x1");
   const raw = await pixelSum(page);
   const none = await sharpness(page);
   const edges = {};
   for (const f of ["smooth1", "smooth2", "smooth3", "sharpen1", "sharpen2", "sharpen3"]) {
-    await page.selectOption("#filter", f);
+    await choose(page, "#filter", f);
     await page.waitForFunction((x) => window.__viewer.filter === x, f);
     await page.waitForTimeout(100); // a filter's first use is resolved asynchronously by the browser
     edges[f] = (await sharpness(page)).edge;
@@ -183,7 +184,7 @@ async function filters(browser) {
   assert.ok(edges.smooth1 < none.edge && edges.smooth2 < edges.smooth1 && edges.smooth3 < edges.smooth2, "smoothing is not monotonic");
   assert.ok(edges.sharpen1 > none.edge && edges.sharpen2 > edges.sharpen1 && edges.sharpen3 > edges.sharpen2, "sharpening is not monotonic");
   assert.equal(await pixelSum(page), raw, "a display filter changed the pixel data");
-  await page.selectOption("#filter", "");
+  await choose(page, "#filter", "");
   await page.waitForFunction(() => window.__viewer.filter === "");
   assert.ok(Math.abs((await sharpness(page)).edge - none.edge) < 1e-9, "no filter is not the original picture");
   assert.doesNotMatch(await corner(page, "br"), /Sharpen|Smooth/);
@@ -194,7 +195,7 @@ async function filters(browser) {
   await page.waitForTimeout(300);
   const plain = await sharpness(page, 0, true);
   await shot(page, "dx-plain");
-  await page.click("#act-xray");
+  await press(page, "#act-xray");
   await page.waitForFunction(() => window.__viewer.filter === "xray");
   await page.waitForTimeout(100);
   const enhanced = await sharpness(page, 0, true);
@@ -220,7 +221,7 @@ async function filters(browser) {
   assert.ok(Math.abs(edgeBand - tissue) < 12, "a bright (or dark) rim along the image edge");
   assert.match(await page.getAttribute("#act-xray", "class"), /\bon\b/);
   await shot(page, "dx-xray");
-  await page.click("#act-xray");
+  await press(page, "#act-xray");
   await page.waitForFunction(() => window.__viewer.filter === "");
   await context.close();
 }
@@ -266,7 +267,7 @@ async function layouts(browser) {
   await signIn(page, TARGET);
   await ready(page);
   step("layouts up to 3×3: nine viewports, each showing a series");
-  await page.selectOption("#layout", "3x3");
+  await choose(page, "#layout", "3x3");
   await page.waitForFunction(() => document.querySelectorAll(".cell:not([hidden])").length === 9);
   await imageIs(page, 1, 8);
   const cells = await page.evaluate(() => [...document.querySelectorAll(".cell:not([hidden]) .vp")].map((e) => e.getBoundingClientRect()).map((r) => [Math.round(r.width), Math.round(r.height)]));
@@ -274,7 +275,7 @@ async function layouts(browser) {
   await shot(page, "layout-3x3");
 
   step("custom layout from the rows × columns picker: 2 × 4");
-  await page.selectOption("#layout", "custom");
+  await choose(page, "#layout", "custom");
   await page.locator("#layout-dialog[open]").waitFor();
   await page.hover("#pick-2x4");
   assert.equal(await page.locator(".pick-cell.in").count(), 8);
@@ -285,7 +286,7 @@ async function layouts(browser) {
   await imageIs(page, 1, 7);
 
   step("drag a series from the panel into a viewport");
-  await page.selectOption("#layout", "1x2");
+  await choose(page, "#layout", "1x2");
   await page.waitForFunction(() => document.querySelectorAll(".cell:not([hidden])").length === 2);
   await page.dragAndDrop(".series-panel .series >> nth=4", "#vp1");
   await page.waitForFunction(() => /Coronary run/.test(document.querySelector("#vp1 + .overlay .corner.bl")?.innerText || ""));
@@ -299,7 +300,7 @@ async function layouts(browser) {
   const near = (a, b, what) => assert.ok(Math.abs(a - b) <= 1.5, `${what}: ${a} vs ${b}`);
   const modes = {};
   for (const mode of ["width", "height", "fill", "one", "fit"]) {
-    await page.selectOption("#zoom-mode", mode);
+    await choose(page, "#zoom-mode", mode);
     await page.waitForFunction((m) => window.__viewer.zoomMode === m, mode);
     const b = await imageBox(page, 0);
     modes[mode] = b;
@@ -339,7 +340,7 @@ async function exports(browser) {
   await page.goto(base + TARGET);
   await signIn(page, TARGET);
   await ready(page);
-  await page.selectOption("#layout", "1x1");
+  await choose(page, "#layout", "1x1");
   await page.waitForFunction(() => document.querySelectorAll(".cell:not([hidden])").length === 1);
   await page.click(".series-panel .series >> nth=0");
   await imageIs(page, 1);
@@ -347,16 +348,16 @@ async function exports(browser) {
   const size = await page.evaluate(() => { const c = window.__viewer.viewport(0).getCanvas(); return [c.width, c.height]; });
   const files = {};
   for (const format of ["png", "jpeg", "bmp", "tiff"]) {
-    await page.selectOption("#export-format", format);
-    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#act-export")]);
+    await choose(page, "#export-format", format);
+    const [download] = await Promise.all([page.waitForEvent("download"), press(page, "#act-export")]);
     const name = download.suggestedFilename();
     assert.match(name, new RegExp(`^radcloud-RCV-0042-se2-1\\.${{ png: "png", jpeg: "jpg", bmp: "bmp", tiff: "tif" }[format]}$`));
     await download.saveAs(join(P.downloads, name));
     files[format] = name;
   }
   step("export the whole series (24 images) as one ZIP of PNGs");
-  await page.selectOption("#export-format", "png");
-  const [zipped] = await Promise.all([page.waitForEvent("download", { timeout: 120000 }), page.click("#act-export-series")]);
+  await choose(page, "#export-format", "png");
+  const [zipped] = await Promise.all([page.waitForEvent("download", { timeout: 120000 }), press(page, "#act-export-series")]);
   assert.equal(zipped.suggestedFilename(), "radcloud-RCV-0042-se2-png.zip");
   await zipped.saveAs(join(P.downloads, zipped.suggestedFilename()));
   files.series = zipped.suggestedFilename();
@@ -374,7 +375,7 @@ async function cursorAndHanging(browser) {
   await signIn(page, TARGET);
   await ready(page);
   step("3D cursor: a point on the axial image takes the coronal viewport to the slice through it, marked");
-  await page.selectOption("#layout", "1x2");
+  await choose(page, "#layout", "1x2");
   await page.waitForFunction(() => document.querySelectorAll(".cell:not([hidden])").length === 2);
   await page.click("#vp0");
   await page.click(".series-panel .series >> nth=0");
@@ -416,10 +417,10 @@ async function cursorAndHanging(browser) {
   await page.click(".series-panel .series >> nth=3");
   await page.waitForFunction(() => /Chest PA/.test(document.querySelector("#vp1 + .overlay .corner.bl")?.innerText || ""));
   const saves = await page.evaluate(() => window.__viewer.saved || 0);
-  await page.click("#act-hanging");
+  await press(page, "#act-hanging");
   await page.waitForFunction((n) => (window.__viewer.saved || 0) > n, saves);
   assert.match(await page.locator("#save-status").innerText(), /Hanging protocol saved for CT/);
-  await page.selectOption("#layout", "2x2"); // the last layout used no longer decides
+  await choose(page, "#layout", "2x2"); // the last layout used no longer decides
   await page.waitForFunction((n) => (window.__viewer.saved || 0) > n + 1, saves);
   await page.reload();
   await ready(page);
@@ -439,7 +440,7 @@ async function priors(browser) {
   await ready(page);
   step("a prior study of the patient next to today's, scrolled together once lined up");
   await page.waitForFunction(() => window.__viewer.priors > 0);
-  await page.selectOption("#layout", "1x2");
+  await choose(page, "#layout", "1x2");
   await page.waitForFunction(() => document.querySelectorAll(".cell:not([hidden])").length === 2);
   await page.click("#vp0");
   await page.click(".series-panel > .series >> nth=0");
@@ -453,7 +454,7 @@ async function priors(browser) {
   await page.click("#vp0");
   await page.keyboard.press("Home");
   await imageIs(page, 1, 0);
-  await page.click("#act-link");
+  await press(page, "#act-link");
   const box = await page.locator("#vp0").boundingBox();
   await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
   for (let i = 0; i < 4; i++) await page.mouse.wheel(0, 120);
@@ -463,10 +464,10 @@ async function priors(browser) {
   console.log(`  linked with a prior: today z ${z0}, prior z ${z1} (offset ${z1 - z0} mm kept)`);
   assert.equal(z1 - z0, 50);
   await shot(page, "prior-linked");
-  await page.click("#act-link");
+  await press(page, "#act-link");
   // a measurement on the prior is not saved into today's study
   await page.click("#vp1");
-  await page.click("#tool-length");
+  await press(page, "#tool-length");
   await drag(page, await screenPoint(page, 40, 40, 1), await screenPoint(page, 120, 40, 1));
   await page.waitForFunction((p) => window.__viewer.annotations().some((a) => a.tool === "Length" && a.ref.includes(p)), P.priorStudy);
   const priorSeries = (await page.evaluate(() => window.__viewer.viewport(1).getCurrentImageId())).match(/series\/([\d.]+)/)[1];
@@ -525,12 +526,12 @@ async function mammography(browser) {
 
   step("mammography: zoom and pan of one breast mirrored on the other");
   await page.click("#vp0");
-  await page.selectOption("#zoom-mode", "one");
+  await choose(page, "#zoom-mode", "one");
   await page.waitForFunction(() => Math.abs(window.__viewer.viewport(1).getZoom() - window.__viewer.viewport(0).getZoom()) < 1e-6
     && window.__viewer.viewport(0).getZoom() < 0.99);
   const before = [await imageBox(page, 0), await imageBox(page, 1)];
   const vp0 = await page.locator("#vp0").boundingBox();
-  await page.click("#tool-pan");
+  await press(page, "#tool-pan");
   await drag(page, [vp0.x + vp0.width / 2, vp0.y + vp0.height / 2], [vp0.x + vp0.width / 2 + 60, vp0.y + vp0.height / 2 + 30]);
   await page.waitForTimeout(200);
   const after = [await imageBox(page, 0), await imageBox(page, 1)];

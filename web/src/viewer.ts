@@ -8,6 +8,7 @@ import { t, onLangChange, translate } from "./i18n";
 import { EXPORT_FORMATS, EXTENSION, download, encode, zip, zipEntry, type ExportFormat, type ZipEntry } from "./export";
 import { FILTERS, cssFilter, enhanceXray, filterLabel, installFilters, type FilterName } from "./filters";
 import { SAVED_TOOLS, fingerprint, fromSaved, keyOf, loadState, refOf, saveState, toSaved, type ImageRef, type SavedAnnotation } from "./annotations";
+import { openMpr } from "./mpr";
 
 const ENGINE = "rc-engine";
 const GROUP = "rc-tools";
@@ -99,6 +100,62 @@ const TOOLS: Array<[string, string, string]> = [ // [id, tool name, label key]
   ["ctr", CTRTool.toolName, "viewer.ctr"], ["arrow", cst.ArrowAnnotateTool.toolName, "viewer.arrow"],
   ["magnify", cst.MagnifyTool.toolName, "viewer.magnify"],
 ];
+/** The study list's filters as the user left them (list.ts keeps them for this tab), for the way back. */
+function listSearch(): string {
+  try {
+    const q = sessionStorage.getItem("radcloud.list") || "";
+    return q.startsWith("?") ? q : "";
+  } catch {
+    return "";
+  }
+}
+
+/** Tools one click away on the toolbar, and the measurement tools of the Measure group. */
+const PRIMARY_TOOLS = ["wl", "pan", "zoom", "scroll"];
+const MEASURE_TOOLS = ["length", "angle", "cobb", "ellipse", "rect", "polyline", "freehand", "ctr", "probe", "arrow"];
+
+interface MenuGroup { id: string; key: string; root: HTMLElement; opener: HTMLButtonElement; panel: HTMLElement }
+let openMenu: MenuGroup | undefined;
+
+/** Close the open drop-down of the toolbar (a choice made, Escape, a click elsewhere). */
+function closeMenu(): void {
+  if (!openMenu) return;
+  openMenu.panel.hidden = true;
+  openMenu.opener.setAttribute("aria-expanded", "false");
+  openMenu = undefined;
+}
+
+/**
+ * A drop-down group of the toolbar: a button opening a panel of tools.  The panel is fixed to the
+ * window (the toolbar scrolls sideways on a phone and would clip it); one is open at a time.
+ */
+function menuGroup(id: string, key: string, items: HTMLElement[], main?: HTMLElement): MenuGroup {
+  const opener = h("button", { class: "btn tool menu-open", type: "button", id: "menu-" + id, "data-menu-open": id,
+    "aria-haspopup": "menu", "aria-expanded": "false", "data-i18n-title": key, title: t(key) },
+  h("span", { class: "menu-label" }, t(key)), h("span", { class: "caret" }, "▾"));
+  const panel = h("div", { class: "menu-panel", "data-menu": id, role: "menu" }, ...items);
+  panel.hidden = true;
+  const root = h("div", { class: "menu" + (main ? " split" : ""), "data-group": id }, ...(main ? [main] : []), opener, panel);
+  const g: MenuGroup = { id, key, root, opener, panel };
+  opener.addEventListener("click", () => {
+    const again = openMenu === g;
+    closeMenu();
+    if (again) return;
+    panel.hidden = false;
+    opener.setAttribute("aria-expanded", "true");
+    const r = (main || opener).getBoundingClientRect();
+    panel.style.top = `${Math.round(r.bottom + 2)}px`;
+    panel.style.left = `${Math.round(Math.max(4, Math.min(r.left, window.innerWidth - panel.offsetWidth - 4)))}px`;
+    openMenu = g;
+  });
+  panel.addEventListener("click", (e) => { if ((e.target as HTMLElement).closest("button")) closeMenu(); });
+  panel.addEventListener("change", (e) => { if ((e.target as HTMLElement).matches("select")) closeMenu(); });
+  return g;
+}
+document.addEventListener("pointerdown", (e) => { if (openMenu && !openMenu.root.contains(e.target as Node)) closeMenu(); }, true);
+document.addEventListener("keydown", (e) => { if (e.key === "Escape" && openMenu) { openMenu.opener.focus(); closeMenu(); } });
+window.addEventListener("resize", closeMenu);
+
 /** Layouts offered in the list (rows x columns); any other up to 4×4 comes from the picker. */
 const LAYOUTS = ["1x1", "1x2", "2x1", "2x2", "2x3", "3x2", "3x3"];
 const MAX_GRID = 4;
@@ -169,7 +226,7 @@ export async function viewer(main: HTMLElement): Promise<void> {
   const btn = (id: string, key: string, title = "") =>
     h("button", { class: "btn tool", type: "button", id, "data-i18n": key, ...(title ? { title } : {}) }, t(key));
   const toolbar = h("div", { class: "toolbar", id: "toolbar", role: "toolbar" });
-  const back = h("a", { class: "btn tool", href: "/", "data-i18n": "viewer.back" }, t("viewer.back"));
+  const back = h("a", { class: "btn tool", id: "back", href: "/" + listSearch(), "data-i18n": "viewer.back" }, t("viewer.back"));
   const togglePanel = btn("toggle-series", "viewer.series");
   const layoutSel = h("select", { id: "layout", "aria-label": "layout" });
   function fillLayouts(current = ""): void {
@@ -197,13 +254,11 @@ export async function viewer(main: HTMLElement): Promise<void> {
   for (const p of [2, 3, 4, 6, 8]) powerSel.append(h("option", { value: String(p) }, `${p}×`));
   powerSel.value = String([2, 3, 4, 6, 8].includes(settings.magnify ?? 0) ? settings.magnify : 3);
   const fps = h("input", { id: "fps", type: "number", min: "1", max: "60", value: "15", "aria-label": "fps" });
-  toolbar.append(back, togglePanel, layoutSel);
   const toolButtons = new Map<string, HTMLButtonElement>();
   for (const [id, , key] of TOOLS) {
     const b = btn("tool-" + id, key) as HTMLButtonElement;
     b.addEventListener("click", () => selectTool(id, true));
     toolButtons.set(id, b);
-    toolbar.append(b);
   }
   const actions: Array<[string, string, () => void]> = [
     ["rotate", "viewer.rotate", () => act((vp) => vp.setViewPresentation({ rotation: (vp.getViewPresentation().rotation ?? 0) + 90 }))],
@@ -231,20 +286,60 @@ export async function viewer(main: HTMLElement): Promise<void> {
     }));
   }
   fillFilters();
-  toolbar.append(zoomSel, presetSel, cmapSel, filterSel, powerSel);
+  const actionButtons = new Map<string, HTMLElement>();
   for (const [id, key, f] of actions) {
     const b = btn("act-" + id, key);
     b.addEventListener("click", f);
-    toolbar.append(b);
+    actionButtons.set(id, b);
   }
-  toolbar.append(h("label", { class: "fps" }, fps, h("span", { "data-i18n": "viewer.fps" }, t("viewer.fps"))));
   const exportSel = h("select", { id: "export-format", "aria-label": "export format", "data-i18n-title": "viewer.exportFormat", title: t("viewer.exportFormat") });
   for (const f of EXPORT_FORMATS) exportSel.append(h("option", { value: f }, f.toUpperCase()));
   const exportBtn = btn("act-export", "viewer.export");
   exportBtn.addEventListener("click", () => void exportImage());
   const exportSeriesBtn = btn("act-export-series", "viewer.exportSeries");
   exportSeriesBtn.addEventListener("click", () => void exportSeries());
-  toolbar.append(exportSel, exportBtn, exportSeriesBtn);
+
+  // one row: primary tools one click away, the rest in drop-down groups (the active tool shows on its group)
+  const tool = (id: string) => toolButtons.get(id)!;
+  const action = (id: string) => actionButtons.get(id)!;
+  const labelled = (key: string, el: HTMLElement) => h("label", { class: "menu-row" }, h("span", { "data-i18n": key }, t(key)), el);
+  const measureMain = h("button", { class: "btn tool split-main", type: "button", id: "measure-main", "data-i18n-title": "tb.measure", title: t("tb.measure") });
+  const groups = [
+    menuGroup("window", "tb.window", [labelled("viewer.presets", presetSel), action("savepreset"), action("invert"),
+      labelled("viewer.colormap", cmapSel), labelled("viewer.filter", filterSel), action("xray")]),
+    menuGroup("transform", "tb.transform", [labelled("viewer.zoomMode", zoomSel), action("rotate"), action("flipH"),
+      action("flipV"), action("reset")]),
+    menuGroup("measure", "tb.measure", [...MEASURE_TOOLS.map(tool), action("clear")], measureMain),
+    menuGroup("layout", "tb.layout", [labelled("viewer.layout", layoutSel), action("hanging")]),
+    menuGroup("tools", "tb.tools", [action("link"), action("reflines"), action("cursor"), tool("magnify"),
+      labelled("viewer.power", powerSel), labelled("viewer.fps", fps), action("overlay")]),
+    menuGroup("export", "tb.export", [labelled("viewer.exportFormat", exportSel), exportBtn, exportSeriesBtn]),
+  ];
+  let lastMeasure = MEASURE_TOOLS.includes(String(settings.tool)) ? String(settings.tool) : "length";
+  measureMain.addEventListener("click", () => selectTool(lastMeasure, true));
+  /** Group buttons: the tool in hand shows on its group; a dot marks a group with something switched on. */
+  function refreshGroups(): void {
+    for (const g of groups) {
+      const inHand = [...toolButtons].find(([id, b]) => id === hook.tool && g.panel.contains(b))?.[0];
+      const label = g.opener.querySelector(".menu-label")!;
+      if (g.id === "measure") {
+        if (inHand) lastMeasure = inHand;
+        measureMain.textContent = t(TOOLS.find(([i]) => i === lastMeasure)![2]);
+        measureMain.classList.toggle("on", !!inHand);
+        label.textContent = "";
+      } else {
+        label.textContent = inHand ? t(TOOLS.find(([i]) => i === inHand)![2]) : t(g.key);
+        g.opener.classList.toggle("on", !!inHand);
+      }
+      g.opener.classList.toggle("has-on", !!g.panel.querySelector(".btn.on:not([id^=tool-])")); // a switch, not the tool
+    }
+  }
+  for (const g of groups) new MutationObserver(refreshGroups).observe(g.panel, { subtree: true, attributeFilter: ["class"] });
+  toolbar.append(back, togglePanel, ...PRIMARY_TOOLS.map(tool), h("span", { class: "tb-sep" }), ...groups.map((g) => g.root),
+    h("span", { class: "tb-sep" }), action("cine"), action("key"), action("save"));
+  const mprBtn = btn("act-mpr", "mpr.open"); // MPR / 3D of the active viewport's series, drawn by the server (mpr.ts)
+  mprBtn.addEventListener("click", () => { const s = slots[active].series; if (s) openMpr(grid, seriesOf(s)?.study || study, s, () => engine.resize(true, true)); });
+  toolbar.append(mprBtn);
 
   const panel = h("aside", { class: "series-panel", id: "series-panel" });
   const grid = h("div", { class: "grid", id: "grid" });
@@ -280,7 +375,7 @@ export async function viewer(main: HTMLElement): Promise<void> {
   main.replaceChildren(h("section", { class: "viewer" }, toolbar, h("div", { class: "viewer-body" }, panel, grid), info), askDlg, ovDlg, leaveDlg, layoutDlg);
   if (phone()) panel.classList.add("strip");
   togglePanel.addEventListener("click", () => { panel.hidden = !panel.hidden; requestAnimationFrame(() => engine.resize(true, true)); });
-  onLangChange(() => { translate(main); fillPresets(); fillFilters(); fillZoom(); filterSel.value = slots[active]?.filter === "xray" ? "" : slots[active]?.filter || ""; slots.forEach(updateOverlay); });
+  onLangChange(() => { translate(main); fillPresets(); fillFilters(); fillZoom(); filterSel.value = slots[active]?.filter === "xray" ? "" : slots[active]?.filter || ""; slots.forEach(updateOverlay); refreshGroups(); });
 
   const slots: Slot[] = Array.from({ length: MAX_GRID * MAX_GRID }, (_, i) => i).map((i) => {
     const el = h("div", { class: "vp", id: "vp" + i, "data-slot": String(i), tabindex: "0" }) as HTMLDivElement;
@@ -416,6 +511,7 @@ export async function viewer(main: HTMLElement): Promise<void> {
     primary = id;
     toolButtons.forEach((b, k) => b.classList.toggle("on", k === id));
     hook.tool = id;
+    refreshGroups();
     if (save && settings.tool !== id) void saveSettings({ tool: id });
   }
   // a phone starts on scroll (one finger); a desktop where the user left it
@@ -1242,6 +1338,11 @@ export async function viewer(main: HTMLElement): Promise<void> {
   // ---- keyboard ------------------------------------------------------------
   const keyTools: Record<string, string> = { w: "wl", p: "pan", z: "zoom", s: "scroll", l: "length", a: "angle", e: "ellipse", o: "rect", c: "probe",
     b: "cobb", y: "polyline", d: "freehand", j: "ctr", t: "arrow", m: "magnify" };
+  // each button shows its hot key (in the menus) and names it to assistive technology
+  const keyActions: Record<string, string> = { R: "reset", I: "invert", H: "flipH", V: "flipV", N: "link", X: "reflines", K: "key", Q: "cursor", Space: "cine" };
+  for (const [k, id] of Object.entries(keyTools)) toolButtons.get(id)?.setAttribute("data-key", k.toUpperCase());
+  for (const [k, id] of Object.entries(keyActions)) actionButtons.get(id)?.setAttribute("data-key", k);
+  toolbar.querySelectorAll<HTMLElement>("[data-key]").forEach((b) => b.setAttribute("aria-keyshortcuts", b.dataset.key!));
   document.addEventListener("keydown", (e) => {
     const target = e.target as HTMLElement;
     if (e.ctrlKey || e.metaKey || e.altKey || target.matches("input, select, textarea") || target.closest("dialog")) return;

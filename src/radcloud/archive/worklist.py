@@ -2,9 +2,10 @@
 
 QIDO-RS answers DICOM questions in DICOM terms; a reading room asks others:
 patients of an age, a sex or a body part, studies from one hospital of the
-group, studies nobody has reported yet.  :func:`studies` answers those from
-the index in one query (filters, sort, page), only over what the caller may
-see (:func:`radcloud.auth.access.study_filter`).
+group, studies nobody has reported yet, studies the AI has read and no one
+else has.  :func:`studies` answers those from the index in one query
+(filters, sort, page), only over what the caller may see
+(:func:`radcloud.auth.access.study_filter`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import Integer, and_, case, cast, exists, func, literal, or_, se
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
+from radcloud.analysis.models import AnalysisResult
 from radcloud.archive.query import patient_name_matches
 from radcloud.archive.service import Archive
 from radcloud.auth.access import Principal, study_filter
@@ -23,13 +25,15 @@ from radcloud.errors import BadQuery
 from radcloud.report.models import Report
 from radcloud.store.models import Institution, Patient, Series, Study
 
-#: Report states as the list shows them.
+#: Report states as the list shows them ("ai_done": no report, but an analysis result).
 STATUS = {
-    "unread": None,  # no report yet
+    "unread": None,  # no report and no analysis yet
+    "ai_done": None,
     "in_progress": ("draft", "preliminary"),
     "signed": ("final", "amended"),
 }
-SORTS = {"date", "-date", "name", "-name", "patient_id", "-patient_id", "accession", "-accession"}
+SORT_KEYS = ("date", "name", "patient_id", "accession", "description")
+SORTS = {*SORT_KEYS, *(f"-{k}" for k in SORT_KEYS)}
 MAX_LIMIT = 500
 SEXES = {"M", "F", "O"}
 
@@ -39,6 +43,7 @@ class Filters:
     """What the list is narrowed to; empty fields do not filter."""
 
     patient: str = ""  # patient ID (exact) or name, ideographic or pinyin (prefix of any part)
+    patient_id: str = ""  # exact, or the start of it when it ends with "*"
     sex: str = ""
     age_min: int | None = None  # years at the study date
     age_max: int | None = None
@@ -97,6 +102,11 @@ def _conditions(f: Filters) -> list[ColumnElement[bool]]:
     by_name = patient_name_matches(f.patient) if f.patient.strip() else None
     if by_name is not None:  # (a value with no word in it, like "*", matches everyone)
         conds.append(or_(Patient.patient_id == f.patient.strip(), by_name))
+    pid = f.patient_id.strip()
+    if pid.endswith("*"):
+        conds.append(Patient.patient_id.startswith(pid.rstrip("*"), autoescape=True))
+    elif pid:
+        conds.append(Patient.patient_id == pid)
     if f.sex:
         conds.append(Patient.sex == f.sex.upper())
     if f.age_min is not None:
@@ -116,13 +126,21 @@ def _conditions(f: Filters) -> list[ColumnElement[bool]]:
     if f.accession:
         conds.append(Study.accession_number == f.accession)
     report = aliased(Report)  # the row query joins Report itself
+    unreported = ~exists().where(report.study_fk == Study.id)
     if f.status == "unread":
-        conds.append(~exists().where(report.study_fk == Study.id))
+        conds += [unreported, ~_ai_done()]
+    elif f.status == "ai_done":
+        conds += [unreported, _ai_done()]
     elif f.status:
         states = STATUS[f.status]
         assert states is not None
         conds.append(exists().where(report.study_fk == Study.id, report.status.in_(states)))
     return conds
+
+
+def _ai_done() -> ColumnElement[bool]:
+    """An analysis module has a result on one of the study's series."""
+    return exists().where(AnalysisResult.study_fk == Study.id)
 
 
 def _has_series(cond: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -136,6 +154,7 @@ def _order(sort: str) -> list[Any]:
         "name": Patient.patient_name,
         "patient_id": Patient.patient_id,
         "accession": Study.accession_number,
+        "description": Study.study_description,
     }[key]
     first = column.desc() if desc else column.asc()
     second = Study.study_time.desc() if desc else Study.study_time.asc()
@@ -156,6 +175,7 @@ def studies(archive: Archive, f: Filters, *, principal: Principal) -> Page:
                 Patient.patient_id, Patient.patient_name, Patient.sex, Patient.birth_date,
                 case((_has_age(), _age()), else_=literal(None)).label("age"),
                 Report.status.label("report_status"), Report.critical,
+                _ai_done().label("ai_done"),
                 Institution.name.label("institution_name"),
             )
             .join(Patient, Patient.id == Study.patient_fk)
@@ -192,7 +212,7 @@ def _series_summary(conn: Any, study_ids: list[int]) -> dict[int, dict[str, Any]
 
 def _item(r: Any, series: dict[str, Any]) -> dict[str, Any]:
     if r.report_status is None:
-        status = "unread"
+        status = "ai_done" if r.ai_done else "unread"
     elif r.report_status in ("final", "amended"):
         status = "signed"
     else:
@@ -214,4 +234,5 @@ def _item(r: Any, series: dict[str, Any]) -> dict[str, Any]:
         "status": status,
         "report_status": r.report_status,
         "critical": bool(r.critical),
+        "ai_done": bool(r.ai_done),
     }

@@ -374,12 +374,19 @@ class VolumeService:
         if len(point) != 3:
             raise BadQuery("cursor must be three numbers (patient x, y, z in mm)")
         index = vol.geometry.to_index(point)
+        inside = all(-0.5 <= index[c] <= vol.geometry.shape[2 - c] - 0.5 for c in range(3))
+        value = None  # the nearest voxel's modality value (CT number): the viewer's probe
+        if inside:
+            i, j, k = (
+                min(max(int(round(float(index[c]))), 0), vol.geometry.shape[2 - c] - 1)
+                for c in range(3)
+            )
+            value = round(float(vol.data[k, j, i]), 2)
         out: dict[str, Any] = {
             "cursor": [round(float(c), 4) for c in point],
             "voxel": [round(float(c), 3) for c in index],
-            "inside": bool(
-                all(-0.5 <= index[c] <= vol.geometry.shape[2 - c] - 0.5 for c in range(3))
-            ),
+            "inside": bool(inside),
+            "value": value,
             "views": {},
         }
         for name, plane in planes.items():
