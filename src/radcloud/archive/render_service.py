@@ -11,12 +11,13 @@ blobs with a :class:`Thumbnail` row per instance and variant.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import itertools
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -149,23 +150,29 @@ def instance_in(archive: Archive, ref: InstanceRef, ts: str) -> bytes:
         return buf.getvalue()
 
 
-def instances_in(
+async def instances_in_async(
     archive: Archive, refs: list[InstanceRef], syntax: Callable[[InstanceRef], str], depth: int = 3
-) -> Iterator[tuple[InstanceRef, str, bytes]]:
+) -> AsyncIterator[tuple[InstanceRef, str, bytes]]:
     """``(ref, ts, file bytes)`` for each instance, in order, reading ahead of the consumer.
 
-    Reading and verifying (SHA-256) the next files runs in worker threads while
-    the current one is being sent; hashlib and file reads release the GIL, so a
-    series streams at close to disk speed instead of hash speed.
+    Reading and verifying the next files (:func:`instance_in`) runs in worker
+    threads while the current one is being sent; hashing, decryption and file
+    reads release the GIL, so a series streams at close to disk speed.  It is
+    an async iterator for the response body: a sync body would cost Starlette a
+    thread hop for every chunk it sends (three per part); here only the reads
+    run in threads.  Reads not yet awaited are cancelled when the client goes
+    away.
     """
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="rc-read-ahead") as pool:
-        pending: deque[tuple[InstanceRef, str, Future[bytes]]] = deque()
-        queue = iter(refs)
+    loop = asyncio.get_running_loop()
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rc-read-ahead")
+    pending: deque[tuple[InstanceRef, str, asyncio.Future[bytes]]] = deque()
+    queue = iter(refs)
 
-        def submit(ref: InstanceRef) -> None:
-            ts = syntax(ref)
-            pending.append((ref, ts, pool.submit(instance_in, archive, ref, ts)))
+    def submit(ref: InstanceRef) -> None:
+        ts = syntax(ref)
+        pending.append((ref, ts, loop.run_in_executor(pool, instance_in, archive, ref, ts)))
 
+    try:
         for ref in itertools.islice(queue, depth):
             submit(ref)
         while pending:
@@ -173,7 +180,11 @@ def instances_in(
             following = next(queue, None)
             if following is not None:
                 submit(following)
-            yield ref, ts, future.result()
+            yield ref, ts, await future
+    finally:
+        for _ref, _ts, future in pending:
+            future.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def bulk_value(archive: Archive, ref: InstanceRef, tag: int) -> bytes:

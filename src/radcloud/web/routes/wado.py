@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -293,6 +293,18 @@ def _framed(parts: Iterable[Part]) -> Iterator[tuple[dict[str, str], bytes]]:
         raise StreamAborted(str(exc)) from exc
 
 
+async def _framed_async(
+    first: Part, rest: AsyncIterator[Part]
+) -> AsyncIterator[tuple[dict[str, str], bytes]]:
+    yield first.headers(), first.body
+    try:
+        async for p in rest:
+            yield p.headers(), p.body
+    except Exception as exc:
+        log.error("WADO-RS response aborted after it started: %s", exc)
+        raise StreamAborted(str(exc)) from exc
+
+
 def multipart(parts: Iterator[Part], media_type: str) -> StreamingResponse:
     """Stream ``parts`` as multipart/related; the first part is made before responding."""
     first = next(parts, None)
@@ -320,16 +332,28 @@ def _one(
 def _instances(
     archive: ArchiveDep, base: str, accept: str | None, refs: list[InstanceRef]
 ) -> Response:
+    """The instances as multipart/related: the first made before responding (so that
+    a failure is still an error status), the rest streamed as the loop awaits them."""
     plan = instance_plan(refs, accept)
 
-    def parts() -> Iterator[Part]:
-        def syntax(ref: InstanceRef) -> str:
-            return plan[ref.received_ts, ref.transfer_syntax_uid]
+    def syntax(ref: InstanceRef) -> str:
+        return plan[ref.received_ts, ref.transfer_syntax_uid]
 
-        for ref, ts, body in render_service.instances_in(archive, refs, syntax):
-            yield Part(f"{DICOM}; transfer-syntax={ts}", body, _url(base, ref))
+    def part(ref: InstanceRef, ts: str, body: bytes) -> Part:
+        return Part(f"{DICOM}; transfer-syntax={ts}", body, _url(base, ref))
 
-    return multipart(parts(), DICOM)
+    if not refs:
+        raise NotFound("nothing to send")
+    first = part(
+        refs[0], syntax(refs[0]), render_service.instance_in(archive, refs[0], syntax(refs[0]))
+    )
+
+    async def rest() -> AsyncIterator[Part]:
+        async for ref, ts, body in render_service.instances_in_async(archive, refs[1:], syntax):
+            yield part(ref, ts, body)
+
+    content_type, body = multipart_writer(_framed_async(first, rest()), media_type=DICOM)
+    return StreamingResponse(body, media_type=content_type)
 
 
 @router.get("/studies/{study}")
