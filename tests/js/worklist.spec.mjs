@@ -150,12 +150,18 @@ async function desktop(browser) {
   await page.waitForURL((url) => url.pathname === "/viewer" && url.searchParams.get("study") === U.b1);
   step("the viewer's Studies button goes back to the list as it was left");
   await page.waitForFunction(() => window.__viewer && window.__viewer.status === "ready", null, { timeout: 60000 });
+  assert.equal(new URL(await page.getAttribute("#act-report", "href"), page.url()).searchParams.get("study"), U.b1);
   await page.click("#back");
   await page.waitForURL((url) => url.pathname === "/");
   await page.waitForFunction(() => document.body.dataset.listReady);
   assert.equal(page.url(), listUrl);
   assert.equal(await page.inputValue("#q-status"), "unread");
   assert.deepEqual(sorted(await rows(page)), ["a1", "b1", "b3"]);
+  step("a row's Report link opens that study's report page, not the viewer");
+  await page.click(`tr.study[data-uid="${U.a1}"] .report-link`);
+  await page.waitForURL((url) => url.pathname === "/report" && url.searchParams.get("study") === U.a1);
+  await page.goBack();
+  await page.waitForFunction(() => document.body.dataset.listReady);
   await page.locator(`tr.study[data-uid="${U.b3}"]`).dblclick();
   await page.waitForURL((url) => url.pathname === "/viewer" && url.searchParams.get("study") === U.b3);
   await page.goBack();

@@ -150,7 +150,7 @@ export function studyList(main: HTMLElement): void {
     ["st", "wl.status", ""], ["name", "list.patientName", "name"], ["pid", "list.patientId", "patient_id"],
     ["sexage", "wl.sexAge", ""], ["date", "list.date", "date"], ["mod", "list.modality", ""], ["body", "wl.bodyPart", ""],
     ["desc", "list.description", "description"], ["acc", "list.accession", "accession"], ["src", "wl.source", ""],
-    ["num", "list.series", ""],
+    ["num", "list.series", ""], ["act", "report.title", ""],
   ];
 
   function header(): HTMLElement {
@@ -175,13 +175,17 @@ export function studyList(main: HTMLElement): void {
       title: t("wl.thumbs") }, open ? "▾" : "▸");
     const who = h("button", { class: "who-link", type: "button", "data-pid": r.patient_id, "data-i18n-title": "wl.history",
       title: t("wl.history") }, personName(r.patient_name) || "—");
+    const reportLink = h("a", { class: "btn small report-link", href: "/report?study=" + encodeURIComponent(r.study_uid),
+      "data-i18n": "report.open" }, t("report.open"));
+    reportLink.addEventListener("click", (e) => e.stopPropagation()); // not the row's "open in viewer"
     const sexAge = [r.sex ? t("wl.sex." + r.sex) : "", r.age != null ? t("wl.age", { n: r.age }) : ""].filter(Boolean).join(" / ");
     const tr = h("tr", { class: "study", "data-uid": r.study_uid, "data-status": r.status, tabindex: "0" },
       h("td", { class: "st" }, toggle, badge(r.status, r.critical)), h("td", { class: "name" }, who), h("td", { class: "pid" }, r.patient_id),
       h("td", { class: "sexage" }, sexAge), h("td", { class: "date" }, fmtDate(r.study_date)),
       h("td", { class: "mod" }, r.modalities.join("/")), h("td", { class: "body" }, r.body_parts.join(", ")),
       h("td", { class: "desc" }, r.description), h("td", { class: "acc" }, r.accession_number),
-      h("td", { class: "src" }, r.institution.name), h("td", { class: "num" }, String(r.series)));
+      h("td", { class: "src" }, r.institution.name), h("td", { class: "num" }, String(r.series)),
+      h("td", { class: "act" }, reportLink));
     const cell = h("td", { colspan: String(cols.length), class: "thumbs" });
     const thumbRow = h("tr", { class: "thumb-row", "data-uid": r.study_uid });
     thumbRow.hidden = !open;

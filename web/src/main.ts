@@ -22,6 +22,9 @@ async function start(): Promise<void> {
     // Cornerstone (~1.2 MB gzip) only loads on the viewer page
     const { viewer } = await import("./viewer");
     await viewer(main);
+  } else if (location.pathname.startsWith("/report")) {
+    const { reportPage } = await import("./report");
+    await reportPage(main);
   } else {
     studyList(main);
   }

@@ -340,6 +340,9 @@ export async function viewer(main: HTMLElement): Promise<void> {
   const mprBtn = btn("act-mpr", "mpr.open"); // MPR / 3D of the active viewport's series, drawn by the server (mpr.ts)
   mprBtn.addEventListener("click", () => { const s = slots[active].series; if (s) openMpr(grid, seriesOf(s)?.study || study, s, () => engine.resize(true, true)); });
   toolbar.append(mprBtn);
+  // the study's report (report.ts, its own lazy page)
+  toolbar.append(h("a", { class: "btn tool", id: "act-report", href: "/report?study=" + encodeURIComponent(study),
+    "data-i18n": "report.open" }, t("report.open")));
 
   const panel = h("aside", { class: "series-panel", id: "series-panel" });
   const grid = h("div", { class: "grid", id: "grid" });

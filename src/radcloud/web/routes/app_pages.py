@@ -71,6 +71,12 @@ def viewer_page() -> Response:
     return _shell()
 
 
+@router.get("/report", include_in_schema=False)
+def report_page() -> Response:
+    """The report editor, ``/report?study=UID``; the same page shell as ``/``."""
+    return _shell()
+
+
 @lru_cache(maxsize=32)
 def _gzipped(path: str, mtime_ns: int) -> bytes:
     """``path`` compressed once per build (the viewer's script is ~4.3 MB raw, ~1.2 MB gzip)."""

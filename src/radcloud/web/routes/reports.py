@@ -252,7 +252,16 @@ def acknowledge(body: AckBody, archive: ArchiveDep, who: Who) -> dict[str, Any]:
 
 @router.get("/report-templates")
 def list_templates(archive: ArchiveDep, who: Who) -> list[dict[str, Any]]:
-    return list(service.templates(archive, who).values())
+    """The templates; category fields carry their scale's values, so an editor can offer them."""
+    from radcloud.report import templates as tpl
+
+    found = list(service.templates(archive, who).values())
+    for t in found:
+        for f in t["fields"]:
+            if f.get("type") == "category" and f.get("system") in tpl.CATEGORY_SYSTEMS:
+                f["options"] = tpl.options(f)
+                f["system_label"] = tpl.CATEGORY_SYSTEMS[f["system"]].label
+    return found
 
 
 @router.post("/report-templates", status_code=201)
