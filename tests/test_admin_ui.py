@@ -131,6 +131,20 @@ async def test_every_asset_the_pages_name_exists(client: httpx.AsyncClient) -> N
     assert {"admin.js", "login.js", "i18n.js", "api.js", "dom.js", "audit.js", "style.css"} <= seen
 
 
+def test_every_role_and_permission_has_a_label_in_both_languages() -> None:
+    """The roles page names each role and permission in words, in English and Chinese."""
+    from radcloud.auth.permissions import Perm, Role
+
+    text = (
+        Path(create_app.__code__.co_filename).parent / "static" / "admin" / "i18n.js"
+    ).read_text()
+    en, zh = text.split("const ZH = {", 1)
+    for table, name in ((en, "English"), (zh, "Chinese")):
+        keys = set(re.findall(r'"((?:role|perm)\.[a-z_.]+)":', table))
+        missing = {f"role.{r.value}" for r in Role} | {f"perm.{p.value}" for p in Perm}
+        assert not missing - keys, f"{name} labels missing: {sorted(missing - keys)}"
+
+
 @pytest.mark.anyio
 async def test_sign_in_methods(tmp_path: Path, client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/auth/methods")).json() == {"password": True, "sso": False}
