@@ -8,6 +8,7 @@ from radcloud.config import Settings
 def load(settings: Settings | None = None) -> None:
     """Register the tasks; with ``settings``, also the site's ONNX analysis models."""
     import radcloud.analysis.service  # noqa: F401  (registers "analysis.run")
+    import radcloud.report.dicom_out  # noqa: F401  (registers "report.publish")
 
     if settings is not None:
         from radcloud.analysis import onnx_module

@@ -62,9 +62,11 @@ def client(settings: Settings) -> Celery:
     return app
 
 
-def send(settings: Settings, job_id: int) -> None:
-    """Queue ``job_id`` for a Celery worker."""
-    client(settings).send_task(TASK_NAME, args=[job_id], queue=settings.celery_queue)
+def send(settings: Settings, job_id: int, countdown: float = 0.0) -> None:
+    """Queue ``job_id`` for a Celery worker (to start ``countdown`` seconds from now)."""
+    client(settings).send_task(
+        TASK_NAME, args=[job_id], queue=settings.celery_queue, countdown=countdown or None
+    )
 
 
 #: The app ``celery -A radcloud.jobs.celery_app worker`` runs.

@@ -11,6 +11,9 @@ task runs, whether the in-process worker or a Celery worker calls it:
   ``max_attempts`` is used up, then it fails with that reason;
 * an exception fails the job with its message (never silently); a failed or
   cancelled job runs again only when someone calls :func:`retry`;
+* a task whose failure is transient raises :class:`RetryLater`: the job is
+  queued again after a delay that doubles with each attempt, until
+  ``max_attempts`` is used up, then it fails with the last reason;
 * cancelling a queued job is immediate; a running job stops at its next
   progress report (:class:`Cancelled`).
 """
@@ -43,6 +46,18 @@ TASKS: dict[str, TaskFn] = {}
 
 class Cancelled(Exception):
     """Raised inside a task when its job was cancelled; the runner records it as cancelled."""
+
+
+class RetryLater(Exception):
+    """Raised by a task that failed for a passing reason (storage or a peer down a moment).
+
+    The job goes back to the queue, to run after ``delay`` seconds doubled for each
+    attempt already made, while attempts remain; then it fails with this reason.
+    """
+
+    def __init__(self, reason: str, delay: float = 30.0) -> None:
+        super().__init__(reason)
+        self.delay = delay
 
 
 def task(name: str) -> Callable[[TaskFn], TaskFn]:
@@ -226,6 +241,16 @@ def execute(archive: Archive, job: Any, worker: str) -> str:
     except Cancelled as exc:
         _finish(archive, job, worker, state=CANCELLED, error=str(exc))
         return CANCELLED
+    except RetryLater as exc:
+        if job.attempts < job.max_attempts:
+            delay = exc.delay * 2 ** max(0, job.attempts - 1)
+            _requeue(archive, job, worker, str(exc), delay)
+            return QUEUED
+        log.warning("job %d (%s) failed after %d attempts: %s", job.id, job.kind,
+                    job.attempts, exc)  # fmt: skip
+        _finish(archive, job, worker, state=FAILED,
+                error=f"{exc} ({job.attempts} attempts used)"[:8000])  # fmt: skip
+        return FAILED
     except Exception as exc:
         log.warning("job %d (%s) failed: %s", job.id, job.kind, exc)
         reason = f"{type(exc).__name__}: {exc}"
@@ -235,6 +260,23 @@ def execute(archive: Archive, job: Any, worker: str) -> str:
     body = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode() if result else ""
     _finish(archive, job, worker, state=DONE, progress=1.0, result_json=body)
     return DONE
+
+
+def _requeue(archive: Archive, job: Any, worker: str, reason: str, delay: float) -> None:
+    """Back to the queue for another attempt ``delay`` seconds from now (reason kept)."""
+    log.warning("job %d (%s): %s; attempt %d of %d again in %.0f s", job.id, job.kind, reason,
+                job.attempts + 1, job.max_attempts, delay)  # fmt: skip
+    with archive.write() as conn:
+        conn.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.worker == worker, Job.state == RUNNING)
+            .values(state=QUEUED, worker="", lease_until=None, run_after=now() + timedelta(
+                seconds=delay), error=reason[:8000], message=f"retrying: {reason}"[:500])
+        )  # fmt: skip
+    if archive.settings.jobs_backend == "celery":
+        from radcloud.jobs import celery_app
+
+        celery_app.send(archive.settings, job.id, countdown=delay)
 
 
 def run_job(archive: Archive, job_id: int, worker: str | None = None) -> str:

@@ -34,6 +34,7 @@ from radcloud.archive.service import Archive
 from radcloud.auth.access import Principal, system
 from radcloud.dicom import wrap
 from radcloud.errors import NotFound
+from radcloud.jobs import queue
 from radcloud.report import render, service
 from radcloud.report import templates as tpl
 
@@ -210,6 +211,32 @@ def build_pdf_instance(
     ds.SOPInstanceUID = uid
     ds.file_meta.MediaStorageSOPInstanceUID = uid
     return ds
+
+
+#: The job filing a signed report when the first attempt failed, and its attempts
+#: (the retries wait 30 s, 1 min, 2 min, …).
+PUBLISH_TASK, PUBLISH_ATTEMPTS = "report.publish", 6
+
+
+def publish_later(archive: Archive, study_uid: str, requested_by: str) -> int:
+    """Queue the filing of the study's signed report (after a failed attempt); the job id."""
+    return queue.enqueue(
+        archive, PUBLISH_TASK, {"study_uid": study_uid}, study_uid=study_uid,
+        dedupe_key=f"{PUBLISH_TASK}:{study_uid}", requested_by=requested_by,
+        max_attempts=PUBLISH_ATTEMPTS,
+    )  # fmt: skip
+
+
+@queue.task(PUBLISH_TASK)
+def _publish_job(archive: Archive, args: dict[str, Any], ctx: queue.JobContext) -> dict[str, str]:
+    """File the latest signed version; storage or index trouble is retried later."""
+    try:
+        sr, pdf = publish(archive, _FILER, args["study_uid"])
+    except (service.WrongState, NotFound):
+        raise  # nothing signed to file, or the study is gone: retrying cannot help
+    except Exception as exc:  # noqa: BLE001 - anything else may pass (disk full, DB away)
+        raise queue.RetryLater(f"filing the report's SR/PDF failed: {exc}") from exc
+    return {"sr_sop_uid": sr, "pdf_sop_uid": pdf}
 
 
 def publish(archive: Archive, p: Principal, study_uid: str) -> tuple[str, str]:

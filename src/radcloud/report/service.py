@@ -637,13 +637,19 @@ def amend(
 
 
 def _published(archive: Archive, p: Principal, study_uid: str, report: dict[str, Any]) -> Any:
-    """File the signed version's SR and PDF in the study; a failure is logged, not raised."""
+    """File the signed version's SR and PDF in the study.
+
+    The signature stands whatever happens here: a failure is logged and the
+    filing queued as a job that retries with growing pauses (``report.publish``).
+    """
     from radcloud.report import dicom_out
 
     try:
         dicom_out.publish(archive, p, study_uid)
     except Exception:
-        log.exception("report of study %s signed, but filing its SR/PDF failed", study_uid)
+        log.exception("report of study %s signed, but filing its SR/PDF failed; retrying later",
+                      study_uid)  # fmt: skip
+        dicom_out.publish_later(archive, study_uid, p.describe())
         return report
     return get(archive, p, study_uid) or report
 
