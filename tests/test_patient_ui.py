@@ -12,7 +12,10 @@ a synthetic chest CT (24 slices of 256×256 pixels of 0.7 mm) with a signed
 report: it opens the patient's link, answers the question, swipes through the
 slices, changes the CT window, pinches, measures a length (100 pixels = 70 mm),
 plays the cine, reads the report, zooms the e-film, shares the study onward
-(link, code, QR code) and downloads the film PDF; then an expired, a revoked and
+(link, code, QR code) and downloads the film PDF; the doctor who opens the onward
+(de-identified) link reads the report text without the patient's identifiers; a
+patient link covering two signed exams shows two cards on the timeline, and the
+older one's report opens from its card; then an expired, a revoked and
 an unknown link, and a wrong code until the link locks, each show their page
 and no patient data.  Screenshots are copied to
 ``/tmp/radcloud-shots/patient-*.png``.
@@ -34,15 +37,17 @@ import _browser
 import httpx
 import pytest
 import uvicorn
-from _report_world import ACCESSION, FINDINGS, IMPRESSION, World, make_world
+from _report_world import ACCESSION, FINDINGS, IMPRESSION, PATIENT, World, make_world
 from sqlalchemy import update
 
+from radcloud.archive import ingest
 from radcloud.archive.service import Archive
-from radcloud.auth import sessions
+from radcloud.auth import accounts, sessions
 from radcloud.config import Settings
 from radcloud.report import service
-from radcloud.share import links
+from radcloud.share import links, publish
 from radcloud.share.models import Share
+from radcloud.testing.phantom import chest_ct_series
 from radcloud.web.app import create_app
 
 SPEC = _browser.JS / "patient.spec.mjs"
@@ -51,7 +56,10 @@ SLICES, SIZE, SPACING = 24, 256, 0.7  # make_world's phantom: chest_ct_series(�
 FORBIDDEN = ["王芳", "Wang", "Fang", "P100", ACCESSION]
 SHOTS = ("gate", "home", "images", "images-lung", "images-measure", "report", "report-en",
          "film-fit", "film", "share", "download", "expired", "revoked", "unknown", "wrong-code",
-         "locked", "desktop-images", "desktop-home", "failure-0")  # fmt: skip
+         "onward-report", "timeline", "exam-older", "report-older", "share-all", "locked",
+         "desktop-images", "desktop-home", "failure-0")  # fmt: skip
+OLDER_FINDINGS = "两肺纹理清晰，未见结节。"
+OLDER_IMPRESSION = "胸部 CT 平扫未见异常。"
 
 
 @dataclass
@@ -86,6 +94,28 @@ def sign_report(w: World) -> None:
     service.create(a, w.attending, s)
     service.save(a, w.attending, s, {"fields": {"findings": FINDINGS, "impression": IMPRESSION}})
     service.sign(a, w.attending, s)
+
+
+def history_link(site: Site) -> str:
+    """An older exam of the same patient with a signed report; both exams published: the URL
+    of the patient's link (it opens the exam history)."""
+    a, w = site.archive, site.world
+    older = list(chest_ct_series(4, 64, 64, seed=3, patient_name=PATIENT, patient_id="P100",
+                                 study_date="20240105", accession_number="ACC-OLD"))  # fmt: skip
+    for ds in older:
+        ingest.store_dataset(a, ds, principal=accounts.cli_principal(1))
+    uid = str(older[0].StudyInstanceUID)
+    service.create(a, w.attending, uid)
+    service.save(
+        a,
+        w.attending,
+        uid,
+        {"fields": {"findings": OLDER_FINDINGS, "impression": OLDER_IMPRESSION}},
+    )
+    service.sign(a, w.attending, uid)
+    assert publish.publish_study(a, uid)["published"]
+    out = publish.publish_study(a, w.study)
+    return f"{site.base}/s?t={out['url'].split('t=')[1]}"
 
 
 def serve(archive: Archive) -> Iterator[str]:
@@ -192,11 +222,13 @@ def test_rendered_images_take_a_window_and_the_report_comes_as_data(site: Site) 
         text = " ".join(x["text"] for x in report["texts"])
         assert FINDINGS in text and IMPRESSION in text and report["signer"]
         assert c.get("/api/s/report", params=t).content.startswith(b"%PDF")
-        # a de-identified share gives no report, as data or as PDF
+        # a de-identified share gives the report's text without identifiers, and no PDF
         child = c.post("/api/s/reshare", json={"token": made["token"], "verify": "none"}).json()
         assert c.post("/api/s/verify", json={"token": child["token"]}).is_success
         r = c.get("/api/s/report", params={"t": child["token"], "format": "json"})
-        assert r.status_code == 404 and "P100" not in r.text
+        assert r.status_code == 200 and FINDINGS in r.text and r.json()["deidentified"]
+        _clean(r.text)
+        assert c.get("/api/s/report", params={"t": child["token"]}).status_code == 404
 
 
 # ------------------------------------------------------------------ the browser
@@ -215,6 +247,7 @@ def test_the_patient_page_on_a_phone(site: Site, tmp_path: Path) -> None:
         "attempts": site.archive.settings.share_max_attempts, "spacing": SPACING,
         "slices": SLICES, "findings": FINDINGS, "impression": IMPRESSION,
         "forbidden": FORBIDDEN, "downloads": str(tmp_path / "downloads"),
+        "history": history_link(site), "olderFindings": OLDER_FINDINGS,
     })}  # fmt: skip
     shots = tmp_path / "shots"
     run = _browser.run_spec(SPEC, site.base, shots, tmp_path, env, 300)

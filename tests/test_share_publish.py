@@ -10,6 +10,7 @@ import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,7 +126,8 @@ def _sign(w: World, file_outputs: bool = False) -> None:
 
 def test_signing_a_report_publishes_the_patients_link(archive: Archive) -> None:
     w = make_world(archive, slices=3, size=96)
-    client = TestClient(create_app(archive))  # installs the publisher
+    client = TestClient(create_app(archive))
+    publish.install(archive)  # as the server's start-up does (create_app does not)
     _sign(w, file_outputs=True)  # also files the SR and the encapsulated PDF in the study
     with archive.read() as conn:
         rows = conn.execute(select(Share)).all()
@@ -200,3 +202,39 @@ def test_a_manager_texts_a_link_to_a_phone_given_in_the_request(
     before = len(client.get(url, headers=headers).json())
     r = client.post(url, headers=headers, json={"send_sms": True, "phone": "call me"})
     assert r.status_code == 422 and len(client.get(url, headers=headers).json()) == before
+
+
+@pytest.mark.slow
+def test_the_server_publishes_a_signed_study_by_itself(tmp_path: Path) -> None:
+    """``radcloud serve`` installs the publisher at start-up (create_app does not): a report
+    signed over HTTP gives the patient's link, seen by the manager's list of links."""
+    import httpx
+    from _server import Server
+
+    files = tmp_path / "in"
+    files.mkdir()
+    for n in range(2):
+        patient_ct(n + 1, sop=generate_uid()).save_as(files / f"{n}.dcm", enforce_file_format=True)
+    study = str(patient_ct().StudyInstanceUID)
+    server = Server(tmp_path / "data")
+    server.start()
+    try:
+        for args in (("import", str(files)),
+                     ("user", "create", "rad.pub", "--role", "radiologist", "--password",
+                      "publish-pass-1")):  # fmt: skip
+            r = server.cli(*args)
+            assert r.returncode == 0, r.stdout + r.stderr
+        token = server.cli("token", "create", "--user", "rad.pub").stdout.strip()
+        base = f"http://127.0.0.1:{server.http_port}/api/studies/{study}"
+        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+            assert c.get(f"{base}/shares").json() == []
+            assert c.post(f"{base}/report").status_code == 201
+            fields = {"findings": "双肺纹理清晰。", "impression": "未见异常。"}
+            assert c.put(f"{base}/report", json={"fields": fields}).status_code == 200
+            assert c.post(f"{base}/report/sign").status_code == 200
+            made = c.get(f"{base}/shares").json()
+        assert [(s["kind"], s["scope"], s["created_by"]) for s in made] == [
+            ("patient", "patient", links.PUBLISHER)
+        ]
+    finally:
+        server.stop()

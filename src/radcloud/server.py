@@ -224,6 +224,9 @@ def run(settings: Settings) -> None:
         from radcloud.analysis import runtime as analysis_runtime
 
         stop_jobs = analysis_runtime.start(archive)  # job worker + series-complete analysis
+        from radcloud.share import publish as share_publish
+
+        share_publish.install(archive)  # the patient's link + SMS when a report is signed
         http_sock = bind_http(settings.http_host, settings.http_port)
         processes = dimse_workers.process_count(settings)
         dimse = start_dimse(archive, share_port=processes > 1)

@@ -252,8 +252,16 @@ async function visit(browser) {
   await doctor.fill("#answer", onwardCode);
   await doctor.click("#open");
   await doctor.waitForSelector(".tiles");
-  assert.equal(await doctor.locator("#go-report, #go-film").count(), 0);
+  assert.equal(await doctor.locator("#go-film").count(), 0); // the e-film names the patient
   await clean(doctor, "onward link");
+  await doctor.click("#go-report"); // the report's text, de-identified
+  await doctor.waitForSelector("#report");
+  const shared = await clean(doctor, "onward report");
+  assert.ok(shared.includes(P.findings) && shared.includes(P.impression), shared);
+  assert.equal(await doctor.locator("#report-deid").count(), 1);
+  await shot(doctor, "onward-report");
+  await doctor.click("#back");
+  await doctor.waitForSelector(".tiles");
   await doctor.click("#go-images");
   await waitState(doctor, () => window.__patient.ready && window.__patient.index >= 0);
 
@@ -266,6 +274,57 @@ async function visit(browser) {
   assert.equal(gone.status(), 410);
   assert.match(await doctor.locator("body").innerText(), /链接已撤回/);
   await other.close();
+  await context.close();
+}
+
+// ------------------------------------------------------------------ a patient link over two exams
+
+async function exams(browser) {
+  step("a patient link over two signed exams: two cards on the timeline, newest first");
+  const context = await browser.newContext(PHONE);
+  const page = watch(await context.newPage(), "history");
+  await page.goto(P.history);
+  await page.fill("#answer", P.answer);
+  await page.click("#open");
+  await page.waitForSelector("#timeline");
+  const cards = await page.locator("#timeline .exam").allInnerTexts();
+  assert.equal(cards.length, 2);
+  assert.match(cards[0], /2026-01-01/);
+  assert.match(cards[1], /2024-01-05/);
+  assert.ok(cards.every((c) => /CT/.test(c) && /报告已出/.test(c)), cards.join("|"));
+  await shot(page, "timeline");
+
+  step("the older exam: its card opens its entries, then its own report");
+  await page.click("#exam-1");
+  await page.waitForSelector(".tiles");
+  assert.equal(await page.locator("#title").innerText(), "2024-01-05");
+  await waitState(page, () => window.__patient.seriesShown);
+  assert.match(await page.locator("main").innerText(), /4 幅图像/); // the older exam's 4 slices
+  await shot(page, "exam-older");
+  await page.click("#go-report");
+  await page.waitForSelector("#report");
+  const text = await page.locator("#report").innerText();
+  assert.ok(text.includes(P.olderFindings) && !text.includes(P.findings), text);
+  assert.match(text, /2024-01-05/);
+  await shot(page, "report-older");
+
+  step("share from the older exam: one exam, or all of them when asked");
+  await page.click("#back");
+  await page.waitForSelector(".tiles");
+  await page.click("#go-share");
+  await page.waitForSelector("#all-exams");
+  await page.check("#all-exams");
+  const [made] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith("/api/s/reshare")), page.click("#create-share")]);
+  assert.equal((await made.json()).share.scope, "patient");
+  await page.waitForFunction(() => document.getElementById("made-qr")?.naturalWidth > 0);
+  await shot(page, "share-all");
+
+  step("back: the exam, then the timeline");
+  await page.click("#back");
+  await page.waitForSelector(".tiles");
+  await page.click("#back");
+  await page.waitForSelector("#timeline");
   await context.close();
 }
 
@@ -388,6 +447,7 @@ try {
   if (process.env.PATIENT_BENCH) await bench(browser);
   else {
     await visit(browser);
+    await exams(browser);
     await desktop(browser);
     await refusals(browser);
   }

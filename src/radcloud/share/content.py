@@ -1,14 +1,19 @@
-"""What an open share shows: the study summary, series, rendered images, DICOM, report, e-film.
+"""What an open share shows: its exams, a study's summary, series, rendered images, DICOM,
+report, e-film.
 
-A de-identified share (``Share.deidentify``) only ever hands out what
+A link opens the studies of its scope (:func:`radcloud.share.links.scope_studies`);
+:func:`exams` lists them and :func:`choose` selects the one a call names (by
+the UID the link shows; any other is NotFound).  A de-identified share
+(``Share.deidentify``) only ever hands out what
 :class:`radcloud.share.deid.Deidentifier` made of the study under the share's
-own secret: metadata, UIDs (the series and instance UIDs in its URLs are the
-replaced ones), the DICOM files of the zip, and pixels (the burned-in band of
-ultrasound / screen captures is blacked out in rendered images too).  The
-report and the e-film name the patient, so they come only with the patient's
-own (identified) links.  Everything is read through the archive's services
-under :func:`radcloud.share.links.reader`, scoped to the share's one
-study.
+own secret: metadata, UIDs (the study, series and instance UIDs in its URLs are
+the replaced ones), the DICOM files of the zip, pixels (the burned-in band of
+ultrasound / screen captures is blacked out in rendered images too), and the
+report's text with names, IDs, accession and institution removed and dates
+shifted as in the images.  The report PDF and the e-film name the patient, so
+they come only with the patient's own (identified) links.  Everything is read
+through the archive's services under :func:`radcloud.share.links.reader`, one
+study at a time.
 """
 
 from __future__ import annotations
@@ -34,9 +39,18 @@ from radcloud.archive.retrieve import InstanceRef
 from radcloud.archive.service import Archive
 from radcloud.errors import NotFound
 from radcloud.render import pixels
-from radcloud.share.deid import BURNED_IN_MODALITIES, Deidentifier, Options, band_height
+from radcloud.report.models import Report
+from radcloud.share import links
+from radcloud.share.deid import (
+    BURNED_IN_MODALITIES,
+    Deidentifier,
+    Options,
+    band_height,
+    scrub_text,
+    text_identifiers,
+)
 from radcloud.share.links import reader
-from radcloud.store.models import Study
+from radcloud.store.models import Series, Study
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +59,12 @@ MODALITY_TAG = "00080060"
 STUDY_KEYS = ("PatientName", "PatientID", "PatientSex", "PatientAge", "PatientBirthDate",
               "StudyDate", "StudyTime", "StudyDescription", "AccessionNumber",
               "InstitutionName")  # fmt: skip
-IDENTIFIED_ONLY = "this link is de-identified; the report and film name the patient"
+IDENTIFIED_ONLY = "this link is de-identified; the report PDF and the film name the patient"
+#: Report states a patient may read; any other is "pending" (a draft is nobody's business yet).
+READY = ("final", "amended")
+#: Modalities of documents filed with a study (report SR, PDF, key-object notes,
+#: segmentations), not of the exam itself: left out of the exam list's modalities.
+DOCUMENTS = {"SR", "DOC", "KO", "PR", "SEG", "REG", "RWV"}
 #: Type 1 keys of the DICOMDIR records (PS3.3 F.5) and the dummy put in a shared file
 #: where de-identification emptied them (action Z allows a dummy value).
 RECORD_DUMMIES: dict[str, Any] = {"PatientID": "ANONYMOUS", "StudyDate": "19000101",
@@ -61,6 +80,62 @@ def deidentifier(r: Any) -> Deidentifier | None:
 def study_uid(archive: Archive, r: Any) -> str:
     with archive.read() as conn:
         return str(conn.scalar(select(Study.study_uid).where(Study.id == r.study_fk)))
+
+
+def choose(archive: Archive, r: Any, study: str | None) -> Any:
+    """The link reading the study ``study`` names (its UID as the link shows it) — the
+    link's own study when none is named; NotFound, the same for every other study, whether
+    it exists or not."""
+    if not study:
+        return r
+    d = deidentifier(r)
+    ids = links.scope_studies(archive, r)
+    with archive.read() as conn:
+        rows = conn.execute(select(Study.id, Study.study_uid).where(Study.id.in_(ids))).all()
+    for row in rows:
+        if (d.uid(row.study_uid) if d else row.study_uid) == study:
+            return links.at_study(r, row.id)
+    raise NotFound(links.NO_EXAM)
+
+
+def exams(archive: Archive, r: Any) -> list[dict[str, Any]]:
+    """The studies the link opens, newest first: date, modalities, description, report
+    state (``ready`` | ``pending``), as the link shows them (de-identified when it is)."""
+    ids = links.scope_studies(archive, r)
+    d = deidentifier(r)
+    with archive.read() as conn:
+        status = dict(
+            conn.execute(
+                select(Report.study_fk, Report.status).where(Report.study_fk.in_(ids))
+            ).all()
+        )
+        mods: dict[int, set[str]] = {}
+        documents: set[str] = set()  # series of filed documents, not counted as images
+        for sid, series_uid, modality in conn.execute(
+            select(Series.study_fk, Series.series_uid, Series.modality)
+            .where(Series.study_fk.in_(ids))
+        ):  # fmt: skip
+            if modality in DOCUMENTS:
+                documents.add(series_uid)
+            else:
+                mods.setdefault(int(sid), set()).add(str(modality or ""))
+    out = []
+    for sid in ids:
+        found = refs(archive, links.at_study(r, sid))
+        if not found:
+            continue
+        ds = _shown(d, _meta_dataset(archive, found[0]))
+        images = [ref for ref in found if ref.series_uid not in documents]
+        out.append({
+            "study": d.uid(found[0].study_uid) if d else found[0].study_uid,
+            "StudyDate": _text(ds, "StudyDate"), "StudyTime": _text(ds, "StudyTime"),
+            "StudyDescription": _text(ds, "StudyDescription"),
+            "modalities": sorted(m for m in mods.get(sid, set()) if m),
+            "series": len({ref.series_uid for ref in images}), "instances": len(images),
+            "report": "ready" if status.get(sid) in READY else "pending",
+            "own": sid == r.study_fk,
+        })  # fmt: skip
+    return out
 
 
 def refs(archive: Archive, r: Any) -> list[InstanceRef]:
@@ -93,7 +168,8 @@ def summary(archive: Archive, r: Any) -> dict[str, Any]:
     out.update({
         "StudyInstanceUID": d.uid(found[0].study_uid) if d else found[0].study_uid,
         "series": len(series), "instances": len(found), "deidentified": d is not None,
-        "report": not r.deidentify, "film": not r.deidentify,
+        "report": True, "report_pdf": not r.deidentify, "film": not r.deidentify,
+        "scope": r.scope,
     })  # fmt: skip
     return out
 
@@ -222,10 +298,8 @@ REPORT_STUDY_KEYS = ("institution_name", "patient_name_display", "patient_id", "
 
 
 def report_view(archive: Archive, r: Any, lang: str = "zh") -> dict[str, Any]:
-    """The signed report as data for the phone page (identified links only): the same
-    content as the PDF, so that it reflows and zooms on a small screen."""
-    if r.deidentify:
-        raise NotFound(IDENTIFIED_ONLY)
+    """The signed report as data for the phone page: the same content as the PDF, so that
+    it reflows and zooms on a small screen; de-identified with the link (:func:`_deid_report`)."""
     from radcloud.report import render, service
 
     p, uid = reader(archive, r), study_uid(archive, r)
@@ -234,7 +308,49 @@ def report_view(archive: Archive, r: Any, lang: str = "zh") -> dict[str, Any]:
                                "texts", "author", "signer", "signed_at")}  # fmt: skip
     out["study"] = {k: ctx["study"].get(k) for k in REPORT_STUDY_KEYS}
     out["labels"] = ctx["t"]
-    return out
+    d = deidentifier(r)
+    return out if d is None else _deid_report(archive, r, d, out)
+
+
+def _deid_report(archive: Archive, r: Any, d: Deidentifier, out: dict[str, Any]) -> dict[str, Any]:
+    """The report as a de-identified link shows it: the header as the shared images name the
+    study (pseudonym, shifted date, no names, accession or institution), no author or signer,
+    and every string (findings, impression, values, the signing time) with the patient's,
+    visit's and people's identifiers replaced and dates moved by the images' shift."""
+    source = _meta_dataset(archive, refs(archive, r)[0])
+    shown = _shown(d, source)
+    delta = d.shift(str(source.get("PatientID", "") or ""))
+    people = [
+        out["author"],
+        out["signer"],
+        *(
+            out["study"].get(k) or ""
+            for k in ("patient_name_display", "referring_physician_display", "institution_name")
+        ),
+    ]
+    identifiers = text_identifiers(source, people)
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return scrub_text(value, identifiers, delta)
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    shared = {k: (v if k == "labels" else walk(v)) for k, v in out.items()}
+    shared["study"] = {**shared["study"], "institution_name": "", "patient_name_display": "",
+                       "patient_id": _text(shown, "PatientID"), "birth_date_display": "",
+                       "accession_number": "", "referring_physician_display": "",
+                       "study_date_display": _date_display(_text(shown, "StudyDate")),
+                       "study_description": _text(shown, "StudyDescription")}  # fmt: skip
+    shared.update(author="", signer="", deidentified=True)
+    return shared
+
+
+def _date_display(da: str) -> str:
+    return f"{da[:4]}-{da[4:6]}-{da[6:8]}" if len(da) == 8 and da.isdigit() else da
 
 
 def film(archive: Archive, r: Any, fmt: str = "png") -> bytes:

@@ -459,3 +459,60 @@ def _mask_band(ds: Dataset) -> bool:
     ds.PixelData = pixels.tobytes()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return True
+
+
+# ------------------------------------------------------------------ free text (report text)
+
+#: Dates in report prose: 20240105, 2024-01-05, 2024.1.5, 2024/01/05, 2024年1月5日.
+_TEXT_DATE = re.compile(
+    r"(?<!\d)(?P<y>\d{4})(?:(?P<sep>[-./])(?P<m>\d{1,2})(?P=sep)(?P<d>\d{1,2})"
+    r"|年(?P<m2>\d{1,2})月(?P<d2>\d{1,2})日|(?P<m3>\d{2})(?P<d3>\d{2}))(?!\d)"
+)
+#: What stands where an identifier was removed from prose.
+REMOVED = "***"
+
+
+def text_identifiers(source: Dataset, extra: Iterable[str] = ()) -> list[str]:
+    """Strings of ``source`` (and ``extra``: e.g. the report's author) that must not appear
+    in shared prose; unlike the attribute scan, two-character CJK names count too."""
+    found = set(_identifiers(source))
+    for elem in _elements(source):
+        if elem.VR == "PN":
+            for value in _texts(elem):
+                found.update(
+                    p for p in re.split(r"[\^= ]", value) if len(p) >= 2 and not p.isascii()
+                )
+    for text in extra:
+        text = (text or "").strip()
+        if len(text) >= MIN_TOKEN or (len(text) >= 2 and not text.isascii()):
+            found.add(text)
+    return sorted(found, key=len, reverse=True)
+
+
+def _shift_match(m: re.Match[str], delta: timedelta) -> str:
+    y, mo, d = m["y"], m["m"] or m["m2"] or m["m3"], m["d"] or m["d2"] or m["d3"]
+    try:
+        day = date(int(y), int(mo), int(d)) + delta
+    except ValueError:
+        return m.group(0)
+    if m["sep"]:
+        return f"{day:%Y}{m['sep']}{day:%m}{m['sep']}{day:%d}"
+    if m["m2"]:
+        return f"{day.year}年{day.month}月{day.day}日"
+    return f"{day:%Y%m%d}"
+
+
+def scrub_text(text: str, identifiers: list[str], delta: timedelta) -> str:
+    """Prose with its dates moved by ``delta`` (the images' shift, so intervals and the
+    study date agree with the shared images) and every identifier replaced by ``***``."""
+    out = _TEXT_DATE.sub(lambda m: _shift_match(m, delta), text)
+    if not identifiers:
+        return out
+    pattern = re.compile(
+        "|".join(
+            rf"(?<![0-9A-Za-z]){re.escape(t)}(?![0-9A-Za-z])" if len(t) < 6 else re.escape(t)
+            for t in identifiers
+        ),
+        re.IGNORECASE,
+    )
+    return pattern.sub(REMOVED, out)

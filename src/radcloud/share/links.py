@@ -15,9 +15,15 @@ copy of the index opens nothing.  Opening a link:
    cookie's SHA-256 is stored with the share), which the content calls need
    together with the token.
 
+A link's scope is one study (``study``) or the patient's exam history at the
+institution (``patient``: every study published to the patient there, see
+:func:`scope_studies`); content calls name the study they read, and a study
+outside the scope answers the same NotFound whether it exists or not.
+
 A re-share makes a child link under the same limits: never longer than its
-parent and never more views than the parent has left; revoking a link revokes
-its children.  Every open and every refusal is audited under the share's id,
+parent, never more views than the parent has left, and one exam of the
+parent's scope (or, asked for, the parent's whole scope); revoking a link
+revokes its children.  Every open and every refusal is audited under the share's id,
 never its token.
 """
 
@@ -31,6 +37,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -48,6 +55,11 @@ from radcloud.store.db import as_utc
 from radcloud.store.models import Instance, Patient, Series, Study
 
 KINDS = ("patient", "share")
+SCOPES = ("study", "patient")
+#: ``created_by`` of the links made when a study is published to its patient (a study is
+#: in its patient's exam history once it has one).
+PUBLISHER = "publish"
+NO_EXAM = "no such exam in this link"
 METHODS = ("none", "phone4", "id4", "code")
 UNKNOWN = "this link does not exist; check that it was copied completely"
 LOCKED = "too many wrong answers: this link is locked; ask the hospital for a new one"
@@ -122,7 +134,8 @@ def share_dict(r: Any, max_attempts: int, study_uid: str = "") -> dict[str, Any]
     """A share as its managers see it (never its token, secret or answer)."""
     remaining = None if r.max_views is None else max(0, r.max_views - r.views)
     return {
-        "id": r.id, "study_uid": study_uid, "kind": r.kind, "deidentify": bool(r.deidentify),
+        "id": r.id, "study_uid": study_uid, "kind": r.kind, "scope": r.scope,
+        "deidentify": bool(r.deidentify),
         "expires_at": as_utc(r.expires_at), "max_views": r.max_views, "views": r.views,
         "remaining_views": remaining, "verify": r.verify_method,
         "locked": _locked_by(r, max_attempts),
@@ -153,8 +166,8 @@ def state(r: Any, max_attempts: int) -> str:
 def share_principal(r: Any, team: int | None = None) -> Principal:
     """Who a share's reader is, for the audit trail and the services' study lookups.
 
-    It sees the study's institution (the share names one study, so no other is
-    ever asked for) and, when the study is restricted to a care team, that team
+    It sees the study's institution (only studies of the link's scope are ever
+    asked for, one at a time) and, when the study is restricted to a care team, that team
     (``team``: the link was made by someone who could see it); it may read
     studies and signed reports only.
     """
@@ -167,7 +180,8 @@ def share_principal(r: Any, team: int | None = None) -> Principal:
 
 
 def reader(archive: Archive, r: Any) -> Principal:
-    """:func:`share_principal` with the study's care team, for reading its content."""
+    """:func:`share_principal` with the care team of the study ``r.study_fk`` (the one
+    :func:`at_study` selected), for reading its content."""
     with archive.read() as conn:
         team = conn.scalar(select(Study.restricted_team_fk).where(Study.id == r.study_fk))
     return share_principal(r, team)
@@ -248,6 +262,7 @@ def _new(
     archive: Archive, study_id: int, institution: int, *, kind: str, deidentify: bool,
     expires_at: datetime, max_views: int | None, verify: str, phone: str | None,
     created_by: str, created_by_fk: int | None, parent: int | None = None,
+    scope: str = "study", patient: int | None = None,
 ) -> Created:  # fmt: skip
     if verify not in METHODS:
         raise InvalidRequest(f"verify: one of {', '.join(METHODS)}")
@@ -257,6 +272,7 @@ def _new(
     expected, code = _answer(archive, study_id, verify, phone)
     share_id, token = _insert(archive, {
         "study_fk": study_id, "institution_fk": institution, "kind": kind,
+        "scope": scope, "patient_fk": patient if scope == "patient" else None,
         "deidentify": deidentify, "secret": secret, "expires_at": expires_at,
         "max_views": max_views, "verify_method": verify,
         "verify_hash": answer_mac(secret, expected) if expected else "",
@@ -268,30 +284,43 @@ def _new(
 def create(
     archive: Archive, p: Principal, study_uid: str, *, kind: str = "share",
     hours: float | None = None, max_views: int | None = None, verify: str = "none",
-    deidentify: bool | None = None, phone: str | None = None,
+    deidentify: bool | None = None, phone: str | None = None, scope: str = "study",
 ) -> Created:  # fmt: skip
-    """A new link to a study ``p`` can see (another institution's study: NotFound)."""
+    """A new link to a study ``p`` can see (another institution's study: NotFound), or,
+    ``scope`` patient, to the exam history of its patient (the study included)."""
     row = check_study(archive, p, study_uid)
     if kind not in KINDS:
         raise InvalidRequest(f"kind: one of {', '.join(KINDS)}")
+    if scope not in SCOPES:
+        raise InvalidRequest(f"scope: one of {', '.join(SCOPES)}")
+    with archive.read() as conn:
+        patient = conn.scalar(select(Study.patient_fk).where(Study.id == row.id))
     created = _new(
-        archive, row.id, row.institution_fk, kind=kind,
+        archive, row.id, row.institution_fk, kind=kind, scope=scope, patient=patient,
         deidentify=(kind == "share") if deidentify is None else deidentify,
         expires_at=_hours(archive, hours), max_views=max_views, verify=verify, phone=phone,
         created_by=p.name, created_by_fk=p.user_id,
     )  # fmt: skip
     audit.record(archive, p, "share.create", study_uid=study_uid,
                  target=f"share:{created.share['id']}",
-                 detail={"kind": kind, "verify": verify, "deidentify": created.share["deidentify"],
+                 detail={"kind": kind, "scope": scope, "verify": verify,
+                         "deidentify": created.share["deidentify"],
                          "expires_at": created.share["expires_at"].isoformat()})  # fmt: skip
     return created
 
 
 def reshare(
     archive: Archive, parent: Any, *, hours: float | None = None, max_views: int | None = None,
-    verify: str = "none", source: str = "",
+    verify: str = "none", source: str = "", study_fk: int | None = None, all_exams: bool = False,
 ) -> Created:  # fmt: skip
-    """A child link of an open share: no longer-lived, no more views, always de-identified."""
+    """A child link of an open share: no longer-lived, no more views, always de-identified;
+    one exam of the parent's scope (``study_fk``, default the parent's own study) or, with
+    ``all_exams``, the parent's whole scope (a patient-scope parent only)."""
+    if all_exams and parent.scope != "patient":
+        raise InvalidRequest("this link opens one exam; it cannot share more")
+    chosen = parent.study_fk if study_fk is None or all_exams else study_fk
+    if chosen not in scope_studies(archive, parent):
+        raise NotFound(NO_EXAM)
     if state(parent, archive.settings.share_max_attempts) != "active":
         raise ShareGone("this link can no longer be shared")
     left = None if parent.max_views is None else parent.max_views - parent.views
@@ -300,15 +329,48 @@ def reshare(
     if verify in ("phone4", "id4"):
         raise InvalidRequest("a re-share is checked with a one-time code ('code') or not at all")
     created = _new(
-        archive, parent.study_fk, parent.institution_fk, kind="share", deidentify=True,
+        archive, chosen, parent.institution_fk, kind="share", deidentify=True,
+        scope="patient" if all_exams else "study", patient=parent.patient_fk,
         expires_at=_hours(archive, hours, limit=as_utc(parent.expires_at)),
         max_views=max_views if max_views is not None else left, verify=verify, phone=None,
         created_by=f"share-{parent.id}", created_by_fk=None, parent=parent.id,
     )  # fmt: skip
     audit.record(archive, share_principal(parent), "share.reshare", study_uid=_uid(archive, parent),
                  target=f"share:{created.share['id']}", source=source,
-                 detail={"parent": parent.id})  # fmt: skip
+                 detail={"parent": parent.id, "all_exams": all_exams})  # fmt: skip
     return created
+
+
+# ------------------------------------------------------------------ scope
+
+
+def scope_studies(archive: Archive, r: Any) -> list[int]:
+    """The studies a link opens (ids), newest first: its own study, and for a ``patient``
+    link every study of its patient at its institution that was published to the patient
+    (has a link made by the publisher).  A study not yet published is not among them; one
+    whose published link was revoked stays (revoking withdraws a link, not an exam), and one
+    moved to another patient record leaves with it."""
+    if r.scope != "patient" or r.patient_fk is None:
+        return [int(r.study_fk)]
+    published = (
+        select(Share.id).where(Share.study_fk == Study.id, Share.kind == "patient",
+                               Share.created_by == PUBLISHER).exists()
+    )  # fmt: skip
+    with archive.read() as conn:
+        ids = conn.scalars(
+            select(Study.id)
+            .where(Study.patient_fk == r.patient_fk, Study.institution_fk == r.institution_fk,
+                   (Study.id == r.study_fk) | published)
+            .order_by(Study.study_date.desc(), Study.study_time.desc(), Study.id.desc())
+        ).all()  # fmt: skip
+    return [int(i) for i in ids]
+
+
+def at_study(r: Any, study_fk: int) -> Any:
+    """The link ``r`` reading one study of its scope (the content functions read
+    ``study_fk``); the caller has checked that the study is in the scope."""
+    fields = dict(r._mapping) if hasattr(r, "_mapping") else dict(vars(r))
+    return SimpleNamespace(**{**fields, "study_fk": study_fk})
 
 
 # ------------------------------------------------------------------ reading

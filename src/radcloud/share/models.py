@@ -1,8 +1,11 @@
-"""Index tables of share links and patient access (migration 0008).
+"""Index tables of share links and patient access (migrations 0008, 0010).
 
-A :class:`Share` is one link to one study: the patient's own link (``kind``
-``patient``, published when the report is signed) or a share made by a doctor
-or the patient (``share``, de-identified by default).  Only the SHA-256 of the
+A :class:`Share` is one link: the patient's own link (``kind`` ``patient``,
+published when the report is signed) or a share made by a doctor or the
+patient (``share``, de-identified by default).  Its ``scope`` says what it
+opens: ``study``, the one study ``study_fk``; or ``patient``, the exam history
+of patient ``patient_fk`` at the institution: every study published to that
+patient there, and ``study_fk`` (the study it was made for) always.  Only the SHA-256 of the
 link's token is kept, so a copy of the database opens no link; the answer to
 the identity check is kept as an HMAC under the share's own secret, which also
 keys the de-identification (UIDs consistent within a share, unlinkable across
@@ -30,6 +33,8 @@ class Share(Base):
     study_fk: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
     institution_fk: Mapped[int] = mapped_column(Integer, index=True)
     kind: Mapped[str] = mapped_column(String(16))  # patient | share
+    scope: Mapped[str] = mapped_column(String(16), default="study", server_default="study")
+    patient_fk: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     deidentify: Mapped[bool] = mapped_column(Boolean, default=True)
     secret: Mapped[str] = mapped_column(String(64))  # hex; keys de-identification and answers
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

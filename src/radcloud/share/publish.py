@@ -5,8 +5,16 @@ after a ``report.final`` event commits, the durable consumer ``share-publish``
 reads the events after its cursor and, for each signed report whose study
 matches the rules (``share_publish_modalities`` / ``share_publish_departments``,
 empty = all), creates the patient's own link (identified, ``kind`` patient,
-``share_patient_days`` long) and texts it to the patient when the phone is
-known (PatientTelephoneNumbers as received).  The identity check is the last
+``scope`` patient, ``share_patient_days`` long) and texts it to the patient when
+the phone is known (PatientTelephoneNumbers as received).  The link opens the
+patient's exam history at the institution: every study published to them (this
+one and those before, and those published later while it lasts).
+
+Each newly signed exam gets a fresh link and its own SMS rather than the old
+link again: the index keeps only a token's SHA-256, so an earlier link's URL
+cannot be texted again without storing tokens; a fresh link also runs its full
+``share_patient_days`` from the newest exam, while the earlier links keep
+working (they show the new exam too) until they expire.  The identity check is the last
 four digits of that phone, or of the patient ID when there is no phone.
 A study is published once: a later amendment or a repeated delivery of the
 event finds the published link and does nothing.  Failures are logged and
@@ -37,7 +45,7 @@ from radcloud.store.models import Instance, Patient, Series, Study
 log = logging.getLogger(__name__)
 
 CONSUMER = "share-publish"
-PUBLISHER = "publish"
+PUBLISHER = links.PUBLISHER
 DEPARTMENT_TAG = "00081040"  # InstitutionalDepartmentName
 
 
@@ -109,7 +117,7 @@ def publish_study(archive: Archive, study_uid: str, *, phone: str | None = None)
         number = ""
     who = system(PUBLISHER)
     created = links.create(
-        archive, who, study_uid, kind="patient", deidentify=False,
+        archive, who, study_uid, kind="patient", deidentify=False, scope="patient",
         hours=s.share_patient_days * 24, verify="phone4" if number else "id4", phone=number,
     )  # fmt: skip
     out: dict[str, Any] = {"published": True, "share": created.share, "sms": False,

@@ -36,7 +36,6 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
 
 def create_app(archive: Archive, *, health: Any = None) -> FastAPI:
     """The HTTP application for ``archive``; ``health()`` -> dict of listener states."""
-    from radcloud.share import publish as share_publish
     from radcloud.web.routes import (
         access,
         admin,
@@ -85,7 +84,6 @@ def create_app(archive: Archive, *, health: Any = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(app_pages.router)  # the study list at / and the viewer
     app.include_router(shares.router, tags=["share links"])  # /s and /api/s (public)
-    share_publish.install(archive)  # the patient's link + SMS when a report is signed
     app.add_middleware(AuditMiddleware)
     app.add_middleware(HeaderLimitMiddleware)  # outermost: before anything reads the headers
     app.state.rules = route_rules(app)

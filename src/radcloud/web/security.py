@@ -211,7 +211,13 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/analysis/modules"): Rule(Perm.STUDY_READ, "analysis.modules", audit=False),
     **{
         ("GET", "/api/analysis/studies/{study}" + path): Rule(Perm.STUDY_READ, "analysis.read")
-        for path in ("", "/jobs", "/series/{series}", "/series/{series}/versions")
+        for path in (
+            "",
+            "/jobs",
+            "/series/{series}",
+            "/series/{series}/versions",
+            "/series/{series}/model",
+        )
     },  # fmt: skip
     **{
         ("POST", "/api/analysis/studies/{study}/series/{series}/" + op): Rule(
@@ -235,6 +241,7 @@ RULES: dict[tuple[str, str], Rule] = {
             ("GET", "/s/assets/{name}"),  # the page's own files: no patient data in them
             ("GET", "/api/s/info"),
             ("POST", "/api/s/verify"),
+            ("GET", "/api/s/exams"),
             ("GET", "/api/s/study"),
             ("GET", "/api/s/series"),
             ("GET", "/api/s/series/{series}/instances/{instance}/rendered"),

@@ -16,12 +16,19 @@ sets after the identity check::
     GET  /s/assets/{name}               its script, style sheet and icon
     GET  /api/s/info?t=…                which question, expiry, views left
     POST /api/s/verify {token, answer}  identity check → cookie
-    GET  /api/s/study?t=…               summary;   GET /api/s/series?t=…  series + instances
-    GET  /api/s/series/{series}/instances/{instance}/rendered?t=…&frame=&format=&size=&window=
-    GET  /api/s/dicom?t=…               zip with DICOMDIR
-    GET  /api/s/report?t=…&lang=&format=pdf|json   report;  GET /api/s/film?t=…&format=png|pdf
+    GET  /api/s/exams?t=…               the studies the link opens, newest first
+    GET  /api/s/study?t=…&study=        summary;   GET /api/s/series?t=…&study=  series
+    GET  /api/s/series/{series}/instances/{instance}/rendered?t=…&study=&frame=&format=&size=
+         &window=
+    GET  /api/s/dicom?t=…&study=        zip with DICOMDIR
+    GET  /api/s/report?t=…&study=&lang=&format=pdf|json   report
+    GET  /api/s/film?t=…&study=&format=png|pdf            e-film
     GET  /api/s/qr?t=…                  the link as a QR code (SVG)
-    POST /api/s/reshare {token, hours, max_views, verify}
+    POST /api/s/reshare {token, study, all_exams, hours, max_views, verify}
+
+``study`` names one study of the link's scope by the UID ``/api/s/exams`` gives
+(de-identified for a de-identified link); left out, the link's own study.  A
+study outside the scope answers 404, as an unknown one does.
     GET  /api/s/shares?t=…;  POST /api/s/revoke {token, id}
 
 Errors are ``application/problem+json``: 404 for every unknown token alike,
@@ -57,11 +64,17 @@ _STUDY = "/api/studies/{study}/shares"
 #: No upper length: every unknown token, however long, gets the same 404 (the lookup skips
 #: lengths no token has, and the header limit bounds the URL).
 Token = Annotated[str, Query(alias="t", min_length=1, description="link token")]
+StudyParam = Annotated[
+    str | None, Query(max_length=64, description="a study of the link (UID from /api/s/exams)")
+]
 _PRIVATE = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer"}
 
 
 class CreateBody(BaseModel):
     kind: Literal["patient", "share"] = "share"
+    scope: Literal["study", "patient"] = Field(
+        "study", description="study: this study; patient: the patient's published exams too"
+    )
     hours: float | None = Field(None, gt=0, description="Expiry in hours (default setting)")
     max_views: int | None = Field(None, ge=1, description="Opens allowed (none: unlimited)")
     verify: Literal["none", "phone4", "id4", "code"] = "code"
@@ -77,6 +90,8 @@ class VerifyBody(BaseModel):
 
 class ReshareBody(BaseModel):
     token: str = Field(min_length=1)
+    study: str | None = Field(None, max_length=64, description="the exam (default: the link's)")
+    all_exams: bool = Field(False, description="every exam of the link (a patient link only)")
     hours: float | None = Field(None, gt=0)
     max_views: int | None = Field(None, ge=1)
     verify: Literal["none", "code"] = "code"
@@ -116,7 +131,8 @@ def create_share(
     if b.send_sms:  # a number that cannot be texted is refused before anything is made
         number = sms.normalise(b.phone or links.study_phone(archive, study) or "-")
     created = links.create(archive, who, study, kind=b.kind, hours=b.hours, max_views=b.max_views,
-                           verify=b.verify, deidentify=b.deidentify, phone=b.phone)  # fmt: skip
+                           verify=b.verify, deidentify=b.deidentify, phone=b.phone,
+                           scope=b.scope)  # fmt: skip
     out = _created(request, archive, created)
     out["sms"] = False
     if number:
@@ -163,8 +179,10 @@ def revoke_share(
 # ------------------------------------------------------------------ the holder of a link
 
 
-def _open(request: Request, archive: Archive, token: str) -> Any:
+def _open(request: Request, archive: Archive, token: str, study: str | None = None) -> Any:
+    """The link reading ``study`` (of its scope), its session checked; every read audited."""
     r = links.session_share(archive, token, request.cookies.get(COOKIE), _source(request))
+    r = content.choose(archive, r, study)
     audit.record(archive, links.share_principal(r), "share.view",
                  study_uid=content.study_uid(archive, r), target=f"share:{r.id}",
                  source=_source(request), detail={"what": request.url.path}, fold=True)  # fmt: skip
@@ -194,36 +212,48 @@ def share_verify(
     return response
 
 
+@router.get("/api/s/exams")
+def share_exams(t: Token, request: Request, archive: ArchiveDep) -> list[dict[str, Any]]:
+    """The studies the link opens, newest first (date, modalities, description, report)."""
+    return content.exams(archive, _open(request, archive, t))
+
+
 @router.get("/api/s/study")
-def share_study(t: Token, request: Request, archive: ArchiveDep) -> dict[str, Any]:
-    return content.summary(archive, _open(request, archive, t))
+def share_study(
+    t: Token, request: Request, archive: ArchiveDep, study: StudyParam = None
+) -> dict[str, Any]:
+    return content.summary(archive, _open(request, archive, t, study))
 
 
 @router.get("/api/s/series")
-def share_series(t: Token, request: Request, archive: ArchiveDep) -> list[dict[str, Any]]:
-    return content.series(archive, _open(request, archive, t))
+def share_series(
+    t: Token, request: Request, archive: ArchiveDep, study: StudyParam = None
+) -> list[dict[str, Any]]:
+    return content.series(archive, _open(request, archive, t, study))
 
 
 @router.get("/api/s/series/{series}/instances/{instance}/rendered")
 def share_rendered(
     series: str, instance: str, t: Token, request: Request, archive: ArchiveDep,
-    frame: Annotated[int, Query(ge=1)] = 1,
+    study: StudyParam = None, frame: Annotated[int, Query(ge=1)] = 1,
     format: Literal["jpeg", "png"] = "jpeg",  # noqa: A002 - the query parameter's name
     size: Annotated[int | None, Query(ge=16, le=4096)] = None,
     window: Annotated[str | None, Query(description="center,width[,function]")] = None,
 ) -> Response:  # fmt: skip
     """One frame, fitted into ``size`` pixels, windowed as asked (default: its own window)."""
     win = parse_window(window)  # a bad window is refused before the link is looked at
-    r = _open(request, archive, t)
+    r = _open(request, archive, t, study)
     data = content.rendered(archive, r, series, instance, frame=frame, fmt=format, size=size,
                             window=win)  # fmt: skip
     return Response(data, media_type=f"image/{format}", headers=_PRIVATE)
 
 
 @router.get("/api/s/dicom")
-def share_dicom(t: Token, request: Request, archive: ArchiveDep) -> Response:
+def share_dicom(
+    t: Token, request: Request, archive: ArchiveDep, study: StudyParam = None
+) -> Response:
     """The study's DICOM files (de-identified when the link is) with a DICOMDIR, as a zip."""
-    r = _open(request, archive, t)
+    r = _open(request, archive, t, study)
     holder = content.dicom_zip(archive, r)
     path: Path = holder.__enter__()
     return FileResponse(
@@ -236,9 +266,11 @@ def share_dicom(t: Token, request: Request, archive: ArchiveDep) -> Response:
 def share_report(
     t: Token, request: Request, archive: ArchiveDep, lang: Literal["zh", "en"] = "zh",
     format: Literal["pdf", "json"] = "pdf",  # noqa: A002
+    study: StudyParam = None,
 ) -> Response:  # fmt: skip
-    """The signed report: PDF, or as data for the phone page (``format=json``)."""
-    r = _open(request, archive, t)
+    """The signed report: PDF (identified links), or as data for the phone page
+    (``format=json``; de-identified text for a de-identified link)."""
+    r = _open(request, archive, t, study)
     if format == "json":
         return JSONResponse(content.report_view(archive, r, lang), headers=_PRIVATE)
     data = content.report_pdf(archive, r, lang)
@@ -251,8 +283,9 @@ def share_film(
     request: Request,
     archive: ArchiveDep,
     format: Literal["png", "pdf"] = "png",  # noqa: A002
+    study: StudyParam = None,
 ) -> Response:
-    data = content.film(archive, _open(request, archive, t), format)
+    data = content.film(archive, _open(request, archive, t, study), format)
     media = "image/png" if format == "png" else "application/pdf"
     return Response(data, media_type=media, headers=_PRIVATE)
 
@@ -269,12 +302,14 @@ def share_qr(t: Token, request: Request, archive: ArchiveDep) -> Response:
 def share_reshare(
     request: Request, archive: ArchiveDep, body: Annotated[ReshareBody | None, Body()] = None
 ) -> dict[str, Any]:
-    """A de-identified link made from this one, within its expiry and views left."""
+    """A de-identified link made from this one, within its expiry and views left: to one
+    exam (``study``, default the link's own), or to all of them (``all_exams``)."""
     if body is None:
-        raise InvalidRequest("send {token, hours?, max_views?, verify?}")
-    r = _open(request, archive, body.token)
+        raise InvalidRequest("send {token, study?, all_exams?, hours?, max_views?, verify?}")
+    r = _open(request, archive, body.token, None if body.all_exams else body.study)
     created = links.reshare(archive, r, hours=body.hours, max_views=body.max_views,
-                            verify=body.verify, source=_source(request))  # fmt: skip
+                            verify=body.verify, source=_source(request), study_fk=r.study_fk,
+                            all_exams=body.all_exams)  # fmt: skip
     return _created(request, archive, created)
 
 

@@ -33,7 +33,8 @@
       downloadNote: "DICOM 文件可用任何医学影像软件打开；文件较大，建议在 Wi-Fi 下下载。",
       shareTitle: "分享给医生或家人", expiry: "有效期", needCode: "需要验证码", maxViews: "打开次数上限",
       unlimited: "不限", create: "生成链接", copy: "复制链接", copied: "已复制",
-      shareNote: "分享的影像会去除姓名、病历号等个人信息；报告和电子胶片不会被分享。有效期不超过本链接的有效期。",
+      shareNote: "分享的影像和报告文字会去除姓名、病历号等个人信息；电子胶片不会被分享。有效期不超过本链接的有效期。",
+      reportReady: "报告已出", reportPending: "报告待出", allExams: "分享全部 {n} 次检查", deidReport: "此报告已去除姓名、病历号等个人信息，日期已平移。",
       code: "验证码", link: "链接", yourShares: "已分享的链接", revoke: "撤回", revoked: "已撤回",
       expired: "已过期", active: "有效", used_up: "次数已用完", locked: "已锁定", views: "已打开",
       noShares: "还没有分享过。", hours: "{n} 小时", days: "{n} 天", months: "{n} 个月",
@@ -60,7 +61,8 @@
       downloadNote: "DICOM files open in any medical imaging viewer. They are large: Wi-Fi recommended.",
       shareTitle: "Share with a doctor or family", expiry: "Valid for", needCode: "Require a code", maxViews: "Opens allowed",
       unlimited: "Unlimited", create: "Create link", copy: "Copy link", copied: "Copied",
-      shareNote: "Shared images have names and IDs removed; the report and e-film are not shared. A shared link never outlives this one.",
+      shareNote: "Shared images and report text have names and IDs removed; the e-film is not shared. A shared link never outlives this one.",
+      reportReady: "Report ready", reportPending: "Report pending", allExams: "Share all {n} exams", deidReport: "Names and IDs are removed from this report; dates are shifted.",
       code: "Code", link: "Link", yourShares: "Links you shared", revoke: "Withdraw", revoked: "Withdrawn",
       expired: "Expired", active: "Active", used_up: "Used up", locked: "Locked", views: "Opened",
       noShares: "Nothing shared yet.", hours: "{n} hours", days: "{n} days", months: "{n} months",
@@ -127,9 +129,12 @@
     constructor(status, detail) { super(detail || String(status)); this.status = status; this.detail = detail || ""; }
   }
 
+  //: Calls that read one exam: they name the exam chosen on the timeline (none: the link's own).
+  const ONE_EXAM = /^\/api\/s\/(study|series|dicom|report|film)/;
   const q = (path, params = {}) => {
     const u = new URL(path, location.origin);
     u.searchParams.set("t", token);
+    if (state.exam && ONE_EXAM.test(path)) u.searchParams.set("study", state.exam);
     for (const [k, v] of Object.entries(params)) if (v != null) u.searchParams.set(k, v);
     return u.pathname + u.search;
   };
@@ -185,7 +190,9 @@
 
   // ------------------------------------------------------------------ state and routing
 
-  const state = { info: null, study: null, series: null, verified: false, stopped: false, view: "" };
+  // exams: the link's exams (newest first); exam: the one chosen ("" = the link's own); own: its summary
+  const state = { info: null, study: null, series: null, verified: false, stopped: false, view: "",
+    exams: null, exam: "", own: null, loading: null };
   window.__patient = { view: "loading" };
   function expose(extra) { Object.assign(window.__patient, extra); }
 
@@ -216,11 +223,32 @@
     if (viewer) window.removeEventListener("resize", viewer.resize);
     viewer = null;
     if (!state.verified) return gate();
-    const view = location.hash.slice(1) || "home";
+    const [name, exam = ""] = location.hash.slice(1).split("/");
+    const view = name || "home";
     state.view = view;
-    const views = { home, report, film, images, download, share };
+    if (exam !== state.exam) { // another exam of the link: its summary and series are fetched anew
+      state.exam = exam;
+      state.study = exam ? null : state.own;
+      state.series = null;
+    }
+    if (!state.study) return loadStudy();
+    const views = { home, exam: examView, report, film, images, download, share };
     (views[view] || home)();
   }
+
+  /** The chosen exam's summary, then the view again. */
+  function loadStudy() {
+    setMain(h("p", { class: "loading" }, t("loading")));
+    if (state.loading) return;
+    const want = state.exam;
+    state.loading = api("/api/s/study").then((s) => {
+      state.loading = null;
+      if (state.exam === want) state.study = s;
+      route();
+    }, (e) => { state.loading = null; fail(e); });
+  }
+  /** The hash of a view of the chosen exam. */
+  const at = (view) => `#${view}${state.exam ? "/" + state.exam : ""}`;
 
   // ------------------------------------------------------------------ the identity check
 
@@ -233,7 +261,7 @@
     if (info.status === "rejected") return fail(info.reason);
     state.info = info.value;
     if (study.status === "fulfilled") {
-      state.study = study.value;
+      state.study = state.own = study.value;
       state.verified = true;
     }
     route();
@@ -265,7 +293,7 @@
       try {
         await api("/api/s/verify", { body: { answer } });
         state.verified = true;
-        state.study = await api("/api/s/study");
+        state.study = state.own = await api("/api/s/study"); // the link's own exam (none chosen yet)
         route();
       } catch (e) {
         button.disabled = false;
@@ -292,32 +320,61 @@
     return state.series;
   }
 
+  const who = (s) => [person(s.PatientName), s.PatientSex === "M" ? t("male") : s.PatientSex === "F" ? t("female") : "",
+    s.PatientAge ? s.PatientAge.replace(/^0+/, "").replace(/Y$/, t("ageY")) : ""].filter(Boolean).join(" · ");
+
+  /** Home: the exam history as a timeline, one card per exam, newest first; a link with one
+   * exam shows that exam and its entries at once. */
   function home() {
+    if (!state.exams) {
+      setMain(h("p", { class: "loading" }, t("loading")));
+      api("/api/s/exams").then((exams) => { state.exams = exams; if (state.view === "home") route(); }, fail);
+      return;
+    }
+    if (state.exams.length <= 1) return examView();
     setTitle(t("results"), false);
+    const s = state.own;
+    const cards = state.exams.map((e, i) => h("li", { class: "exam" },
+      h("div", { class: "exam-date" }, fmtDate(e.StudyDate)),
+      h("a", { class: "card exam-card", href: `#exam/${e.study}`, id: `exam-${i}`, "data-study": e.study },
+        h("div", { class: "exam-head" }, h("span", { class: "badges" }, e.modalities.map((m) => h("span", { class: "badge" }, m))),
+          h("strong", {}, e.StudyDescription || "")),
+        h("div", { class: "exam-foot" }, h("span", { class: "muted" }, t("imagesN", { n: e.instances })),
+          h("span", { class: `chip ${e.report}` }, t(e.report === "ready" ? "reportReady" : "reportPending")),
+          h("span", { class: "chev", "aria-hidden": "true" }, "›")))));
+    setMain(
+      who(s) ? h("p", { class: "who center" }, who(s)) : null,
+      h("section", { class: "timeline-wrap" }, h("h2", { class: "section" }, t("exams")), h("ol", { class: "timeline", id: "timeline" }, cards)),
+      h("p", { class: "facts center" }, `${t("validUntil")} ${fmtWhen(state.info.expires_at)}`),
+      s.deidentified ? h("p", { class: "muted center" }, t("deid")) : null);
+    expose({ view: "home", exams: state.exams.length });
+  }
+
+  /** One exam: its card and the entry points (report, e-film, images, download, share). */
+  function examView() {
+    const single = !state.exams || state.exams.length <= 1;
     const s = state.study;
-    const who = [person(s.PatientName), s.PatientSex === "M" ? t("male") : s.PatientSex === "F" ? t("female") : "",
-      s.PatientAge ? s.PatientAge.replace(/^0+/, "").replace(/Y$/, t("ageY")) : ""].filter(Boolean).join(" · ");
+    setTitle(single ? t("results") : fmtDate(s.StudyDate) || t("results"), !single);
     const badges = h("span", { class: "badges" });
     const counts = h("div", { class: "muted" }, t("imagesN", { n: s.instances }));
-    // One link opens one exam today; the timeline shows each exam the link covers as a card.
     const exam = h("li", { class: "exam" },
       h("div", { class: "exam-date" }, fmtDate(s.StudyDate)),
       h("div", { class: "card exam-card" },
         h("div", { class: "exam-head" }, badges, h("strong", {}, s.StudyDescription || "")),
-        who ? h("div", { class: "who" }, who) : null,
+        who(s) ? h("div", { class: "who" }, who(s)) : null,
         s.InstitutionName ? h("div", { class: "muted" }, s.InstitutionName) : null,
         counts));
-    const tile = (id, hint, show = true) => show ? h("a", { class: `tile tile-${id}`, href: `#${id}`, id: `go-${id}` },
+    const tile = (id, hint, show = true) => show ? h("a", { class: `tile tile-${id}`, href: at(id), id: `go-${id}` },
       h("span", { class: "tile-icon" }, icon(id)), h("span", { class: "tile-name" }, t(id)),
       h("span", { class: "tile-hint" }, t(hint))) : null;
     setMain(
-      h("section", { class: "timeline-wrap" }, h("h2", { class: "section" }, t("exams")), h("ol", { class: "timeline" }, exam)),
+      h("section", { class: "timeline-wrap" }, single ? h("h2", { class: "section" }, t("exams")) : null, h("ol", { class: "timeline" }, exam)),
       h("nav", { class: "tiles" },
         tile("report", "reportHint", s.report), tile("film", "filmHint", s.film),
         tile("images", "imagesHint"), tile("download", "downloadHint"), tile("share", "shareHint")),
       h("p", { class: "facts center" }, `${t("validUntil")} ${fmtWhen(state.info.expires_at)}`),
       s.deidentified ? h("p", { class: "muted center" }, t("deid")) : null);
-    expose({ view: "home" });
+    expose({ view: single ? "home" : "exam", exam: state.exam });
     // then what the series tell: the picture series, their modalities, and the first slice warmed
     loadSeries().then((series) => {
       const pictures = series.filter((x) => !NOT_IMAGES.includes(x.Modality));
@@ -396,7 +453,8 @@
     setMain(h("div", { class: "doc-tools" },
       h("button", { type: "button", onclick: () => zoom(1 / 1.2), "aria-label": t("zoomOut") }, "A−"),
       h("button", { type: "button", onclick: () => zoom(1.2), "aria-label": t("zoomIn") }, "A+"),
-      h("a", { class: "button", href: q("/api/s/report", { lang }), download: "report.pdf" }, t("pdf"))), doc);
+      state.study.report_pdf ? h("a", { class: "button", href: q("/api/s/report", { lang }), download: "report.pdf" }, t("pdf")) : null),
+      r.deidentified ? h("p", { class: "muted", id: "report-deid" }, t("deidReport")) : null, doc);
     expose({ view: "report" });
   }
 
@@ -821,7 +879,7 @@
     setMain(
       item("dl-dicom", q("/api/s/dicom"), "study.zip", t("dicomZip"), t("filesN", { n: s.instances })),
       s.film ? item("dl-film", q("/api/s/film", { format: "pdf" }), "film.pdf", t("filmPdf")) : null,
-      s.report ? item("dl-report", q("/api/s/report", { lang }), "report.pdf", t("reportPdf")) : null,
+      s.report_pdf ? item("dl-report", q("/api/s/report", { lang }), "report.pdf", t("reportPdf")) : null,
       h("p", { class: "muted" }, t("downloadNote")));
     expose({ view: "download" });
   }
@@ -837,6 +895,8 @@
     const views = h("select", { id: "max-views" }, h("option", { value: "" }, t("unlimited")),
       [1, 3, 10, 50].map((n) => h("option", { value: String(n) }, String(n))));
     const code = h("input", { type: "checkbox", id: "need-code", checked: true });
+    const many = state.exams?.length > 1;
+    const all = h("input", { type: "checkbox", id: "all-exams" });
     const result = h("div", { id: "share-result" });
     const list = h("div", { id: "share-list" });
     const button = h("button", { type: "submit", class: "primary", id: "create-share" }, t("create"));
@@ -845,13 +905,15 @@
       h("label", { class: "row" }, h("span", {}, t("expiry")), expiry),
       h("label", { class: "row" }, h("span", {}, t("maxViews")), views),
       h("label", { class: "row check" }, code, h("span", {}, t("needCode"))),
+      many ? h("label", { class: "row check" }, all, h("span", {}, t("allExams", { n: state.exams.length }))) : null,
       button, h("p", { class: "muted" }, t("shareNote")));
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       button.disabled = true;
       try {
         const made = await api("/api/s/reshare", { body: {
-          hours: Number(expiry.value), max_views: views.value ? Number(views.value) : null, verify: code.checked ? "code" : "none" } });
+          hours: Number(expiry.value), max_views: views.value ? Number(views.value) : null, verify: code.checked ? "code" : "none",
+          study: state.exam || null, all_exams: many && all.checked } });
         showMade(result, made);
         await listShares(list);
       } catch (e) {
