@@ -277,7 +277,7 @@ def test_a_complete_chest_ct_is_analysed_by_itself_once(make_archive: Any) -> No
     with archive.read() as conn:
         modalities = set(conn.scalars(
             select(Series.modality).join(Study).where(Study.study_uid == study)))  # fmt: skip
-    assert modalities == {"CT", "SEG", "SR"}
+    assert modalities == {"CT", "SEG", "SR", "M3D"}  # M3D: the meshes as Encapsulated STL
 
 
 def test_a_chest_without_a_header_saying_so_is_recognised_from_the_image(

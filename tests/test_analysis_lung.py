@@ -144,3 +144,21 @@ def test_the_header_decides_when_it_says_something() -> None:
     assert lung.is_chest_header(chest) is True
     assert lung.is_chest_header(head) is False
     assert lung.is_chest_header(unknown) is None
+
+
+def test_a_lung_cut_in_two_by_a_dense_fissure_is_still_one_lung() -> None:
+    from radcloud.volume.geometry import Geometry
+
+    air = np.zeros((40, 60, 80), bool)  # [k, j, i]: two box "lungs", right at low i
+    air[5:35, 10:50, 8:34] = True
+    air[5:35, 10:50, 46:72] = True
+    fissure = np.zeros_like(air)
+    fissure[:, 22, :] = True  # a sheet denser than the air threshold cuts both lungs
+    geometry = Geometry(shape=air.shape, origin=np.array([-40.0, -30.0, 0.0]),
+                        affine=np.eye(3))  # fmt: skip
+    volume = Volume(data=np.zeros(air.shape, np.float32), geometry=geometry, study_uid="1",
+                    series_uid="2", modality="CT", window=(0, 1), sources=[],
+                    source_positions=np.arange(40.0), header={})  # fmt: skip
+    right, left = lung._split(air & ~fissure, volume, 0.001)
+    assert right.sum() == left.sum() == (air & ~fissure)[:, :, :40].sum()
+    assert not right[:, :, 40:].any() and not left[:, :, :40].any()

@@ -10,7 +10,12 @@ voxels at or below -950 HU (%LAA-950), with the 15th percentile of lung density.
 
 Recognition from the image itself: a CT whose header does not say chest is
 taken as one when both lungs are found with a plausible volume.
-Lobes, segments, airway tree and vessels are later steps.
+
+Step 2 (:mod:`radcloud.analysis.lung_anatomy`): the bronchial tree with
+generation labels, arteries and veins, the five lobes (fissure-aware) with
+their volumes, and surface meshes of them all.  A failure there is recorded in
+the findings with its reason; the lungs of step 1 are kept.
+Segments (by nearest segmental airway) are a later step.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ AIR_THRESHOLD = -400.0  # lung + airways vs soft tissue
 AIRWAY_THRESHOLD = -950.0  # trachea lumen grows only through air this dark
 LAA_THRESHOLD = -950.0
 MIN_LUNG_ML = 50.0  # a side smaller than this is not a lung
+JOIN_VOXELS = 3  # a piece of lung this close to a lung belongs to it (cut off by a fissure)
+MAX_HOLE_MM2 = 1200.0  # a bigger hole in a lung slice is the diaphragm dome, not a vessel
 CHEST_WORDS = ("CHEST", "THORAX", "LUNG", "THOR", "胸", "肺")
 
 RIGHT_LUNG = Segment(1, "Right lung", Code("3341006", "Right lung"), color=(128, 174, 128))
@@ -62,8 +69,8 @@ class LungModule:
     """``lung``: see the module docstring."""
 
     name = "lung"
-    version = "0.1"
-    title = "Lungs: volumes and emphysema index"
+    version = "0.2"
+    title = "Lungs: volumes, emphysema index, airways, vessels, lobes, 3D model"
     auto = True
     accepts = Accepts(modalities=("CT",), min_instances=20, max_slice_thickness_mm=5.0)
 
@@ -79,18 +86,19 @@ class LungModule:
         voxel_ml = float(abs(np.linalg.det(geo.affine))) / 1000.0
         ctx.progress(0.05, "air inside the body")
         candidates = _inside_air(hu)
-        ctx.progress(0.35, "trachea")
+        ctx.progress(0.15, "trachea")
         trachea = _trachea(hu, candidates, geo)
         lungs = candidates & ~trachea
-        ctx.progress(0.55, "right and left lung")
+        ctx.progress(0.2, "right and left lung")
         right, left = _split(lungs, volume, voxel_ml)
-        right = _fill_slices(right)
-        left = _fill_slices(left & ~right)
+        max_hole = int(MAX_HOLE_MM2 / float(geo.spacing[0] * geo.spacing[1]))
+        right = _fill_slices(right, max_hole)
+        left = _fill_slices(left & ~right, max_hole)
         labels = np.zeros(hu.shape, np.uint8)
         labels[right] = RIGHT_LUNG.number
         labels[left] = LEFT_LUNG.number
         labels[trachea & (labels == 0)] = TRACHEA.number
-        ctx.progress(0.8, "measurements")
+        ctx.progress(0.3, "measurements")
         findings = _measure(hu, labels, voxel_ml)
         chest = findings["right_lung"]["volume_ml"] >= MIN_LUNG_ML and (
             findings["left_lung"]["volume_ml"] >= MIN_LUNG_ML
@@ -102,15 +110,34 @@ class LungModule:
                 summary="Not analysed: no two lungs were found, so this is not taken as a "
                 "chest CT.",
             )
+        label_maps = [LabelMap("lungs", labels, [RIGHT_LUNG, LEFT_LUNG, TRACHEA])]
+        measurements = _measurements(findings)
+        report_values: dict[str, Any] = {
+            "lung_volume_ml": findings["lungs"]["volume_ml"],
+            "emphysema_index_pct": findings["lungs"]["laa950_pct"],
+        }
+        meshes = []
+        summary = _summary(findings)
+        if ctx.options.get("anatomy", True):
+            from radcloud.analysis import lung_anatomy
+
+            def sub(fraction: float, text: str) -> None:
+                ctx.progress(0.35 + 0.64 * fraction, text)
+
+            anatomy = lung_anatomy.analyse(volume, right, left, trachea, candidates, sub)
+            findings["anatomy"] = anatomy.findings
+            label_maps += anatomy.label_maps
+            measurements += anatomy.measurements
+            meshes = anatomy.meshes
+            report_values.update(anatomy.report_values)
+            summary += " " + anatomy.summary
         return AnalysisOutput(
             findings=findings,
-            summary=_summary(findings),
-            label_maps=[LabelMap("lungs", labels, [RIGHT_LUNG, LEFT_LUNG, TRACHEA])],
-            measurements=_measurements(findings),
-            report_values={
-                "lung_volume_ml": findings["lungs"]["volume_ml"],
-                "emphysema_index_pct": findings["lungs"]["laa950_pct"],
-            },
+            summary=summary,
+            label_maps=label_maps,
+            meshes=meshes,
+            measurements=measurements,
+            report_values=report_values,
         )
 
 
@@ -195,6 +222,8 @@ def _split(lungs: np.ndarray, volume: Volume, voxel_ml: float) -> tuple[np.ndarr
                 )
                 nearest = seeds[tuple(idx)]
                 parts = [lungs & (nearest == 1), lungs & (nearest == 2)]
+            else:
+                parts = _with_touching(lab, big, parts)
             xs = [_patient_x(volume, p) for p in parts]
             if xs[0] > xs[1]:
                 parts.reverse()
@@ -208,10 +237,46 @@ def _split(lungs: np.ndarray, volume: Volume, voxel_ml: float) -> tuple[np.ndarr
     return (lungs, empty) if _patient_x(volume, lungs) < 0 else (empty, lungs)
 
 
-def _fill_slices(mask: np.ndarray) -> np.ndarray:
-    out = np.empty_like(mask)
-    for k in range(mask.shape[0]):
-        out[k] = ndimage.binary_fill_holes(mask[k])
+def _with_touching(lab: np.ndarray, big: list[int], parts: list[np.ndarray]) -> list[np.ndarray]:
+    """Pieces within ``JOIN_VOXELS`` of a lung join it.
+
+    On thin slices a fissure or a pleural line can be denser than the air
+    threshold and cut a piece off a lung in the air mask.
+    """
+    out = []
+    for part in parts:
+        ring = ndimage.binary_dilation(part, iterations=JOIN_VOXELS)
+        ids = np.unique(lab[ring])
+        ids = ids[(ids > 0) & ~np.isin(ids, big)]
+        out.append(part | np.isin(lab, ids) if len(ids) else part)
+    out[1] &= ~out[0]
+    return out
+
+
+def _fill_slices(mask: np.ndarray, max_hole_px: int | None = None) -> np.ndarray:
+    """Fill holes (vessels) slice by slice; holes larger than ``max_hole_px`` stay open.
+
+    A cap keeps the diaphragm dome out: at the lung bases a slice can show the
+    lung as a ring round the liver or spleen, a "hole" that is not lung.
+    Holes are the pieces of the background, within the mask's bounding box,
+    that do not reach the box's edge (one labelling per slice).
+    """
+    out = mask.copy()
+    for k in np.nonzero(mask.any(axis=(1, 2)))[0]:
+        rows = np.nonzero(mask[k].any(axis=1))[0]
+        cols = np.nonzero(mask[k].any(axis=0))[0]
+        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        sub = np.pad(mask[k][box], 1)
+        lab, n = ndimage.label(~sub)
+        if n <= 1:
+            continue
+        sizes = np.bincount(lab.ravel(), minlength=n + 1)
+        hole = np.ones(n + 1, bool)
+        hole[0] = False
+        hole[np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))] = False
+        if max_hole_px is not None:
+            hole &= sizes <= max_hole_px
+        out[k][box] |= hole[lab][1:-1, 1:-1]
     return out
 
 

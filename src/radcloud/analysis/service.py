@@ -117,11 +117,18 @@ def run_task(archive: Archive, args: dict[str, Any], ctx: queue.JobContext) -> d
             {"name": lm.name, "segments": [_segment_json(s) for s in lm.segments]}
             for lm in output.label_maps
         ]
+        outputs["label_maps"][0]["seg_sop_uid"] = seg_uid
+        for lm, entry in zip(output.label_maps[1:], outputs["label_maps"][1:], strict=True):
+            entry["seg_sop_uid"] = dicom_out.store_seg(archive, volume, module, [lm])
     sr_uid = ""
     if output.measurements:
         from radcloud.analysis import dicom_out
 
         sr_uid = dicom_out.store_sr(archive, volume, module, output.measurements)
+    if output.meshes:  # as Encapsulated STL in the study; GLB / OBJ made on request
+        from radcloud.analysis import mesh_dicom
+
+        outputs["meshes"] = mesh_dicom.store_meshes(archive, volume, module, output.meshes)
     version = save_ai_result(archive, info, module, output, seg_uid=seg_uid, sr_uid=sr_uid,
                              outputs=outputs, job_id=ctx.job_id)  # fmt: skip
     return {"module": module.name, "version": version, "seg_sop_uid": seg_uid,

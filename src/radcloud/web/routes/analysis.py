@@ -4,7 +4,9 @@
 cancel / retry and human corrections hang off
 ``/api/analysis/studies/{study}[/series/{series}]`` (``?module=`` names the
 module where one is meant).  Label maps are DICOM SEG objects in the same
-study, fetched over DICOMweb by the UIDs the results carry.  Only translation
+study, fetched over DICOMweb by the UIDs the results carry; meshes are
+Encapsulated STL instances there too, and ``/model`` serves them as one GLB or
+OBJ scene (or one mesh as STL).  Only translation
 here; the work is in :mod:`radcloud.analysis.service` and :mod:`radcloud.jobs`.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, Field
 
 from radcloud.analysis import registry, service
@@ -65,6 +67,26 @@ def result_versions(
     if not module:
         raise InvalidRequest("name the module: ?module=")
     return service.versions(archive, who, study, series, module)
+
+
+@router.get(_SE + "/model", response_class=Response)
+def model(
+    study: str,
+    series: str,
+    archive: ArchiveDep,
+    who: Who,
+    module: Module = None,
+    format: Annotated[str, Query(pattern="^(glb|obj|stl)$")] = "glb",  # noqa: A002
+    mesh: Annotated[int | None, Query(ge=0, description="index of one mesh (STL)")] = None,
+) -> Response:
+    """The result's 3D model: every mesh as GLB (default) or OBJ, or one mesh as STL."""
+    from radcloud.analysis import mesh_dicom
+
+    service.check_series(archive, who, study, series)
+    data, media, name = mesh_dicom.model_file(archive, who, study, series, module or "lung",
+                                              format, mesh)  # fmt: skip
+    return Response(data, media_type=media,
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
 
 
 @router.post(_SE + "/run", status_code=202)
