@@ -56,6 +56,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--slices", type=int, default=500, help="slices in the CT (500)")
     ap.add_argument("--skip-orthanc", action="store_true", help="radcloud's viewer only")
     ap.add_argument("--out", default="viewer", help="results file stem in bench/results")
+    ap.add_argument(
+        "--compression",
+        choices=["none", "jpeg-ls", "jpeg2000", "htj2k"],
+        default="none",
+        help="radcloud's lossless compression at rest (RADCLOUD_COMPRESSION; none)",
+    )
+    ap.add_argument(
+        "--transfer",
+        choices=["stored", "htj2k", "jpeg-ls"],
+        default="stored",
+        help="how the viewer asks for frames: as stored, or transcoded by the server (stored)",
+    )
     ap.add_argument("--workdir", help="parent of the temporary work folder (default $TMPDIR)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--netns", choices=["auto", "ip", "unshare", "none"], default="auto")
@@ -175,10 +187,13 @@ def orthanc_series(srv: servers.Launched, series_uid: str) -> tuple[str, int]:
 ROWS: list[tuple[str, str, str, str]] = [
     ("first_fast", "first image, unthrottled", "ms", "≤ 500 ms"),
     ("first_slow", "first image, 100 Mbit/s", "ms", "≤ 500 ms"),
+    ("lossless_fast", "first lossless image, unthrottled", "ms", ""),
+    ("lossless_slow", "first lossless image, 100 Mbit/s", "ms", ""),
     ("all_fast", "all images cached, unthrottled", "s", ""),
     ("all_slow", "all images cached, 100 Mbit/s", "s", "≤ 3 s"),
     ("tti_slow", "viewer ready (interactive), 100 Mbit/s", "ms", ""),
     ("bundle", "code before first image (cold)", "kB", ""),
+    ("bundle_lossless", "code before first lossless image (cold)", "kB", ""),
     ("startup", "all bytes before first image (cold)", "kB", ""),
     ("imgbytes", "image bytes on the wire, whole series", "MB", ""),
     ("wire_slow", "image throughput, 100 Mbit/s", "MB/s", "(link 12.5)"),
@@ -194,8 +209,11 @@ def row_values(key: str, runs: list[dict[str, Any]]) -> list[float]:
         "first_slow": (slow, lambda r: r["firstImageMs"]),
         "all_fast": (fast, lambda r: r["allCachedMs"] / 1000),
         "all_slow": (slow, lambda r: r["allCachedMs"] / 1000),
+        "lossless_fast": (fast, lambda r: r.get("losslessMs", r["firstImageMs"])),
+        "lossless_slow": (slow, lambda r: r.get("losslessMs", r["firstImageMs"])),
         "tti_slow": (slow, lambda r: r["interactiveMs"]),
         "bundle": (fast, lambda r: r["bundleBytes"] / 1000),
+        "bundle_lossless": (fast, lambda r: r.get("bundleLosslessBytes", r["bundleBytes"]) / 1000),
         "startup": (fast, lambda r: r["startupBytes"] / 1000),
         "imgbytes": (fast, lambda r: r["imageBytes"] / 1e6),
         "wire_slow": (slow, lambda r: r["imagesWireMBps"]),
@@ -286,8 +304,17 @@ def notes_for(results: dict[str, list[dict[str, Any]]]) -> list[str]:
         if srv == "radcloud":
             mods = [r["viewerModuleToFirstImageMs"] for r in ok]
             out.append(
-                f"radcloud: viewer module start → first image (its own firstImageMs): "
+                f"radcloud: viewer module start → first lossless image (its own firstImageMs): "
                 f"{', '.join(str(m) for m in mods)} ms"
+            )
+            out.append(
+                "radcloud: first image = the marked preview (server-rendered JPEG) when one "
+                "showed, else the lossless image; runs (preview / lossless / ready, ms): "
+                + "; ".join(
+                    f"{r.get('previewMs')} / {r.get('losslessMs')} / {r.get('readyMs')}"
+                    f" (steps {r.get('loadSteps')})"
+                    for r in ok
+                )
             )
         for r in ok:
             lt = r["longTasks"]
@@ -359,7 +386,11 @@ def inner(a: argparse.Namespace, network: str) -> int:
         study, series = make_series(work / "series", a.slices)
         print(f"phantom: {a.slices} slices in {time.perf_counter() - t:.1f} s", flush=True)
         dummy = servers.free_port()  # no C-MOVE here; start_radcloud wants a destination
-        rc = servers.start_radcloud(work / "radcloud", env, "STORESCP", dummy)
+        rc_env = dict(env)
+        if a.compression != "none":
+            rc_env["RADCLOUD_COMPRESSION"] = a.compression
+        versions["radcloud settings"] = f"compression at rest {a.compression}, frames {a.transfer}"
+        rc = servers.start_radcloud(work / "radcloud", rc_env, "STORESCP", dummy)
         versions["radcloud"] = f"{rc.version} (git {rc.extra.get('git', '?')})"
         print(
             f"radcloud up: HTTP {rc.http_port}; C-STORE {c_store(rc, work / 'series', env):.1f} s",
@@ -374,7 +405,8 @@ def inner(a: argparse.Namespace, network: str) -> int:
                 name="radcloud",
                 kind="radcloud",
                 base=base,
-                url=f"{base}/viewer?study={study}",
+                url=f"{base}/viewer?study={study}"
+                + (f"&transfer={a.transfer}" if a.transfer != "stored" else ""),
                 login={"username": "admin", "password": "bench-admin-password-1"},
                 slices=a.slices,
             )

@@ -7,8 +7,23 @@ export default defineConfig({
     outDir: "../src/radcloud/web/static/app",
     emptyOutDir: true,
     target: "es2022",
-    chunkSizeWarningLimit: 6000, // Cornerstone3D + vtk.js are one large chunk; see the spike report
+    chunkSizeWarningLimit: 6000, // Cornerstone3D + vtk.js chunks are large; see the spike report
     reportCompressedSize: false,
+    rolldownOptions: {
+      output: {
+        // the viewer's libraries in their own chunks, fetched in parallel (and cached apart from our code,
+        // which changes more often); Vite's preload helper, used by the entry, in its own tiny chunk (else
+        // a library chunk captures it and the study list would load Cornerstone with it)
+        codeSplitting: {
+          groups: [
+            { name: "preload", test: /preload-helper/, priority: 40 },
+            { name: "cs-tools", test: /node_modules[\\/]@cornerstonejs[\\/]tools[\\/]/, priority: 20 },
+            { name: "cs-loader", test: /node_modules[\\/](@cornerstonejs[\\/]dicom-image-loader|dicom-parser)[\\/]/, priority: 20 },
+            { name: "cs-core", test: /node_modules[\\/](@cornerstonejs[\\/](core|metadata|utils)|@kitware)[\\/]/, priority: 30 },
+          ],
+        },
+      },
+    },
   },
   worker: { format: "es" }, // the decode worker lazy-imports the WASM codec chunks
   optimizeDeps: {

@@ -103,9 +103,15 @@ async function oneRun(browser, target, throttled) {
   if (target.kind === "radcloud") {
     await page.waitForFunction(() => window.__viewer && (window.__viewer.status === "ready" || window.__viewer.status === "error"),
       null, { timeout: TIMEOUT, polling: 50 });
-    const hook = await page.evaluate(() => ({ status: window.__viewer.status, nav: window.__viewer.sinceNavigationMs, mod: window.__viewer.firstImageMs }));
+    const hook = await page.evaluate(() => ({ status: window.__viewer.status, nav: window.__viewer.sinceNavigationMs, mod: window.__viewer.firstImageMs,
+      lossless: window.__viewer.firstImageAtMs, preview: window.__viewerLoad ? window.__viewerLoad.previewMs : undefined }));
     if (hook.status !== "ready") throw new Error("viewer status " + hook.status);
-    res.firstImageMs = hook.nav;
+    // first image: the marked preview if one showed first, else the lossless image (older builds: "ready")
+    res.losslessMs = hook.lossless ?? hook.nav;
+    res.previewMs = hook.preview ?? null;
+    res.readyMs = hook.nav;
+    res.loadSteps = await page.evaluate(() => (window.__viewerLoad && window.__viewerLoad.steps) || null);
+    res.firstImageMs = hook.preview != null && hook.preview < res.losslessMs ? hook.preview : res.losslessMs;
     res.viewerModuleToFirstImageMs = hook.mod;
     res.interactiveMs = hook.nav; // status "ready": image shown, tools and keys bound
     // Cornerstone's image cache is module-private: find its Map (imageId -> {loaded, ...}) once
@@ -185,6 +191,11 @@ async function oneRun(browser, target, throttled) {
   res.startupBytes = startup.reduce((a, r) => a + r.bytes, 0);
   res.bundleBytes = startup.filter((r) => isCode(r.url)).reduce((a, r) => a + r.bytes, 0);
   res.bundleFiles = startup.filter((r) => isCode(r.url)).map((r) => [new URL(r.url).pathname, r.bytes]);
+  if (res.losslessMs != null) {
+    const beforeLossless = other.filter((r) => r.done != null && (r.done - t0) * 1000 <= res.losslessMs + 1 && isCode(r.url));
+    res.bundleLosslessBytes = beforeLossless.reduce((a, r) => a + r.bytes, 0);
+    res.bundleLosslessFiles = beforeLossless.map((r) => [new URL(r.url).pathname, r.bytes]);
+  }
   res.laterCodeBytes = other.filter((r) => r.done != null && isCode(r.url) && !startup.includes(r)).reduce((a, r) => a + r.bytes, 0);
   res.workers = page.workers().map((w) => new URL(w.url()).pathname);
   await context.close();

@@ -101,12 +101,22 @@ const EN: Record<string, string> = {
   "mpr.oA": "A", "mpr.oP": "P", "mpr.oL": "L", "mpr.oR": "R", "mpr.oH": "H", "mpr.oF": "F",
   "mpr.oATitle": "Anterior view", "mpr.oPTitle": "Posterior view", "mpr.oLTitle": "Left view", "mpr.oRTitle": "Right view",
   "mpr.oHTitle": "From the head", "mpr.oFTitle": "From the feet",
+  // MPR: transfer-function editor and CPR (task H)
+  "mpr.tf": "Opacity / colour", "mpr.tfColor": "Colour of the chosen point", "mpr.tfRemove": "Remove point",
+  "mpr.tfReset": "Reset to preset", "mpr.tfHint": "Drag points · press empty space to add · right-click removes",
+  "mpr.mode.cpr": "CPR path", "mpr.cpr": "CPR", "mpr.cprKind": "CPR kind", "mpr.cprStraightened": "Straightened",
+  "mpr.cprStretched": "Stretched", "mpr.cprClear": "Clear path",
   "mpr.cutRemove": "Scalpel removes", "mpr.cutInside": "Remove inside", "mpr.cutOutside": "Remove outside", "mpr.undo": "Undo cut",
   "mpr.images": "Images", "mpr.save": "Save as series", "mpr.saving": "Saving as a new series…",
   "mpr.saved": "Saved as series {n} ({k} images)", "mpr.saveFailed": "Not saved: {e}", "mpr.derived": "MPR / 3D result",
   "mpr.view.axial": "Axial", "mpr.view.coronal": "Coronal", "mpr.view.sagittal": "Sagittal", "mpr.view.vr": "3D",
   "mpr.oblique": "oblique", "mpr.cuts": "cuts: {n}", "mpr.cursor": "Cross-hair", "mpr.outside": "outside",
   "mpr.failed": "3D failed: {e}", "mpr.noSeries": "Show a series first.",
+
+  // viewer loading (loader.ts)
+  "load.preview": "PREVIEW / 预览", "load.previewTitle": "Preview (server-rendered JPEG); the lossless image replaces it",
+  "load.transfer": "Transfer", "load.transfer.stored": "As stored", "load.transfer.htj2k": "HTJ2K lossless", "load.transfer.jpeg-ls": "JPEG-LS lossless",
+  "load.transferNote": "How images travel (always lossless); compressed costs server CPU; applies to the next study opened",
 };
 const ZH: Record<string, string> = {
   "app.loading": "加载中…",
@@ -206,12 +216,22 @@ const ZH: Record<string, string> = {
   "mpr.oA": "前", "mpr.oP": "后", "mpr.oL": "左", "mpr.oR": "右", "mpr.oH": "头", "mpr.oF": "足",
   "mpr.oATitle": "前面观", "mpr.oPTitle": "后面观", "mpr.oLTitle": "左侧观", "mpr.oRTitle": "右侧观",
   "mpr.oHTitle": "头侧观", "mpr.oFTitle": "足侧观",
+  // MPR：传递函数编辑与曲面重建（任务 H）
+  "mpr.tf": "不透明度 / 颜色", "mpr.tfColor": "所选控制点的颜色", "mpr.tfRemove": "删除控制点",
+  "mpr.tfReset": "恢复预设", "mpr.tfHint": "拖动控制点 · 点击空白处添加 · 右键删除",
+  "mpr.mode.cpr": "CPR 路径", "mpr.cpr": "CPR", "mpr.cprKind": "CPR 方式", "mpr.cprStraightened": "拉直",
+  "mpr.cprStretched": "拉伸", "mpr.cprClear": "清除路径",
   "mpr.cutRemove": "手术刀切除", "mpr.cutInside": "切除圈内", "mpr.cutOutside": "切除圈外", "mpr.undo": "撤销切割",
   "mpr.images": "图像数", "mpr.save": "另存为序列", "mpr.saving": "正在另存为新序列…",
   "mpr.saved": "已另存为序列 {n}（{k} 张图像）", "mpr.saveFailed": "保存失败：{e}", "mpr.derived": "MPR / 三维结果",
   "mpr.view.axial": "轴位", "mpr.view.coronal": "冠状位", "mpr.view.sagittal": "矢状位", "mpr.view.vr": "三维",
   "mpr.oblique": "斜位", "mpr.cuts": "切割 {n} 处", "mpr.cursor": "十字定位", "mpr.outside": "容积外",
   "mpr.failed": "三维处理失败：{e}", "mpr.noSeries": "请先显示一个序列。",
+
+  // viewer loading (loader.ts)
+  "load.preview": "预览 / PREVIEW", "load.previewTitle": "预览（服务器渲染的 JPEG），无损图像加载后自动替换",
+  "load.transfer": "传输", "load.transfer.stored": "按存储格式", "load.transfer.htj2k": "HTJ2K 无损", "load.transfer.jpeg-ls": "JPEG-LS 无损",
+  "load.transferNote": "图像传输格式（始终无损）；压缩传输占用服务器 CPU；下次打开检查时生效",
 };
 
 function initial(): Lang {

@@ -4,9 +4,13 @@ import "./style.css";
 import { getJSON } from "./api";
 import { lang, setLang, translate } from "./i18n";
 import { studyList } from "./list";
+import { mark, startViewerLoad } from "./loader";
 
 async function start(): Promise<void> {
   translate();
+  // viewer: its code, data and a preview of the first image load in parallel with the sign-in check
+  const viewerCode = location.pathname.startsWith("/viewer") ? import("./viewer") : null;
+  if (viewerCode) startViewerLoad(document.getElementById("main")!);
   const langBtn = document.getElementById("lang")!;
   const label = () => { langBtn.textContent = lang() === "zh" ? "English" : "中文"; };
   label();
@@ -20,7 +24,8 @@ async function start(): Promise<void> {
   const main = document.getElementById("main")!;
   if (location.pathname.startsWith("/viewer")) {
     // Cornerstone (~1.2 MB gzip) only loads on the viewer page
-    const { viewer } = await import("./viewer");
+    const { viewer } = await viewerCode!;
+    mark("code");
     await viewer(main);
   } else if (location.pathname.startsWith("/report")) {
     const { reportPage } = await import("./report");

@@ -1,6 +1,6 @@
 // The viewer: series panel, 1×1 / 1×2 / 2×2 StackViewports over WADO-RS, 2D tools, overlay, cine, PNG export.
 
-import { init as csInit, RenderingEngine, Enums, eventTarget, utilities as csUtils, type Types } from "@cornerstonejs/core";
+import { init as csInit, RenderingEngine, Enums, eventTarget, imageLoadPoolManager, imageRetrievalPoolManager, utilities as csUtils, type Types } from "@cornerstonejs/core";
 import * as cst from "@cornerstonejs/tools";
 import { init as loaderInit, wadors } from "@cornerstonejs/dicom-image-loader";
 import { NOT_IMAGES, getJSON, h, signIn, tagStr, tagNum, fmtDate, type DicomJson } from "./api";
@@ -8,7 +8,7 @@ import { t, onLangChange, translate } from "./i18n";
 import { EXPORT_FORMATS, EXTENSION, download, encode, zip, zipEntry, type ExportFormat, type ZipEntry } from "./export";
 import { FILTERS, cssFilter, enhanceXray, filterLabel, installFilters, type FilterName } from "./filters";
 import { SAVED_TOOLS, fingerprint, fromSaved, keyOf, loadState, refOf, saveState, toSaved, type ImageRef, type SavedAnnotation } from "./annotations";
-import { openMpr } from "./mpr";
+import { early, urls, adoptPreview, losslessShown, times as loadTimes, framesAccept, sortInstances, FRAME_TRANSFERS, type FrameTransfer } from "./loader";
 
 const ENGINE = "rc-engine";
 const GROUP = "rc-tools";
@@ -84,6 +84,8 @@ interface ViewerSettings {
   overlay?: Record<string, string[]>; // modality → hidden fields
   /** Hanging protocols "as you see it": modality:body part → layout and which series goes where. */
   hanging?: Record<string, { layout: string; series: Array<{ modality: string; description: string; number: number } | null> }>;
+  /** How frames travel (loader.ts): as stored (default) or transcoded losslessly by the server. */
+  transfer?: FrameTransfer;
 }
 
 /** Window presets on the number keys 1–5: [key, width, level]. */
@@ -183,6 +185,9 @@ interface Slot {
   view?: string; // mammography: laterality and view ("R CC")
 }
 
+/** Frame requests in flight while prefetching (the first image's request goes before them). */
+const PREFETCH_IN_FLIGHT = 6;
+
 const phone = () => window.matchMedia("(max-width: 700px)").matches;
 
 declare global {
@@ -205,7 +210,7 @@ export async function viewer(main: HTMLElement): Promise<void> {
   // ---- the user's settings (server side, so they follow the user to any PC) ----
   let settings: ViewerSettings = {};
   try {
-    const all = await getJSON<{ viewer?: ViewerSettings }>("/api/me/settings");
+    const all = await early<{ viewer?: ViewerSettings }>(urls.settings); // started by loader.ts
     if (all && typeof all.viewer === "object" && all.viewer) settings = all.viewer;
   } catch {
     /* a token without a user, or the server is older: defaults */
@@ -303,6 +308,11 @@ export async function viewer(main: HTMLElement): Promise<void> {
   const tool = (id: string) => toolButtons.get(id)!;
   const action = (id: string) => actionButtons.get(id)!;
   const labelled = (key: string, el: HTMLElement) => h("label", { class: "menu-row" }, h("span", { "data-i18n": key }, t(key)), el);
+  // how frames travel (loader.ts): lossless either way; applies from the next study opened
+  const transferSel = h("select", { id: "transfer", "aria-label": "transfer", "data-i18n-title": "load.transferNote", title: t("load.transferNote") });
+  for (const m of FRAME_TRANSFERS) transferSel.append(h("option", { value: m, "data-i18n": `load.transfer.${m}` }, t(`load.transfer.${m}`)));
+  transferSel.value = settings.transfer && FRAME_TRANSFERS.includes(settings.transfer) ? settings.transfer : "stored";
+  transferSel.addEventListener("change", () => void saveSettings({ transfer: transferSel.value as FrameTransfer }));
   const measureMain = h("button", { class: "btn tool split-main", type: "button", id: "measure-main", "data-i18n-title": "tb.measure", title: t("tb.measure") });
   const groups = [
     menuGroup("window", "tb.window", [labelled("viewer.presets", presetSel), action("savepreset"), action("invert"),
@@ -312,7 +322,8 @@ export async function viewer(main: HTMLElement): Promise<void> {
     menuGroup("measure", "tb.measure", [...MEASURE_TOOLS.map(tool), action("clear")], measureMain),
     menuGroup("layout", "tb.layout", [labelled("viewer.layout", layoutSel), action("hanging")]),
     menuGroup("tools", "tb.tools", [action("link"), action("reflines"), action("cursor"), tool("magnify"),
-      labelled("viewer.power", powerSel), labelled("viewer.fps", fps), action("overlay")]),
+      labelled("viewer.power", powerSel), labelled("viewer.fps", fps), action("overlay"),
+      labelled("load.transfer", transferSel)]),
     menuGroup("export", "tb.export", [labelled("viewer.exportFormat", exportSel), exportBtn, exportSeriesBtn]),
   ];
   let lastMeasure = MEASURE_TOOLS.includes(String(settings.tool)) ? String(settings.tool) : "length";
@@ -338,7 +349,7 @@ export async function viewer(main: HTMLElement): Promise<void> {
   toolbar.append(back, togglePanel, ...PRIMARY_TOOLS.map(tool), h("span", { class: "tb-sep" }), ...groups.map((g) => g.root),
     h("span", { class: "tb-sep" }), action("cine"), action("key"), action("save"));
   const mprBtn = btn("act-mpr", "mpr.open"); // MPR / 3D of the active viewport's series, drawn by the server (mpr.ts)
-  mprBtn.addEventListener("click", () => { const s = slots[active].series; if (s) openMpr(grid, seriesOf(s)?.study || study, s, () => engine.resize(true, true)); });
+  mprBtn.addEventListener("click", () => { const s = slots[active].series; if (s) void import("./mpr").then(({ openMpr }) => openMpr(grid, seriesOf(s)?.study || study, s, () => engine.resize(true, true))); }); // its code loads on first use
   toolbar.append(mprBtn);
   // the study's report (report.ts, its own lazy page)
   toolbar.append(h("a", { class: "btn tool", id: "act-report", href: "/report?study=" + encodeURIComponent(study),
@@ -412,15 +423,24 @@ export async function viewer(main: HTMLElement): Promise<void> {
   });
   let active = 0;
   let refLines = false;
+  // the first image's preview (loader.ts) sits in the first cell until Cornerstone draws the lossless pixels
+  adoptPreview(slots[0].el.parentElement!, params.get("series") || undefined);
+  slots[0].el.addEventListener(Enums.Events.IMAGE_RENDERED, () => { if (vpOf(slots[0])?.getCurrentImageId()) losslessShown(); });
 
   // ---- Cornerstone ---------------------------------------------------------
   await csInit();
   installFilters();
+  const transfer = (params.get("transfer") || settings.transfer) as FrameTransfer | undefined;
+  const accept = framesAccept(transfer);
+  hook.transfer = accept ? transfer : "stored";
   loaderInit({
     maxWebWorkers: Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 4)),
+    ...(accept ? { beforeSend: () => ({ Accept: accept }) } : {}), // lossless either way
     errorInterceptor: (error) => { if (error.status === 401) signIn(); }, // the session ran out
   });
   cst.init();
+  // prefetch: a bounded number of frame requests in flight (stackPrefetch orders them outward from the shown slice)
+  for (const pool of [imageRetrievalPoolManager, imageLoadPoolManager]) pool.setMaxSimultaneousRequests(Enums.RequestType.Prefetch, PREFETCH_IN_FLIGHT);
   for (const T of [cst.WindowLevelTool, cst.PanTool, cst.ZoomTool, cst.StackScrollTool, cst.LengthTool, cst.AngleTool,
     cst.EllipticalROITool, cst.RectangleROITool, HUProbeTool, cst.CobbAngleTool, PolylineTool, cst.PlanarFreehandROITool,
     CTRTool, cst.ArrowAnnotateTool, MagnifierTool, cst.ReferenceLinesTool]) cst.addTool(T);
@@ -526,8 +546,8 @@ export async function viewer(main: HTMLElement): Promise<void> {
   let studyInfo: DicomJson = {};
   try {
     const [studies, series] = await Promise.all([
-      getJSON<DicomJson[]>(`/dicom-web/studies?StudyInstanceUID=${study}&includefield=00081030`, "application/dicom+json"),
-      getJSON<DicomJson[]>(`/dicom-web/studies/${study}/series?includefield=00180015`, "application/dicom+json"),
+      early<DicomJson[]>(urls.study(study), "application/dicom+json"), // started by loader.ts
+      early<DicomJson[]>(urls.series(study), "application/dicom+json"),
     ]);
     studyInfo = studies[0] || {};
     for (const s of series) {
@@ -584,9 +604,7 @@ export async function viewer(main: HTMLElement): Promise<void> {
     const inStudy = seriesOf(series)?.study || study;
     if (!p) {
       p = (async () => {
-        const meta = await getJSON<DicomJson[]>(`/dicom-web/studies/${inStudy}/series/${series}/metadata`, "application/dicom+json");
-        const key = (m: DicomJson) => tagNum(m, "00200013") ?? 0;
-        meta.sort((a, b) => key(a) - key(b));
+        const meta = sortInstances(await early<DicomJson[]>(urls.metadata(inStudy, series), "application/dicom+json"));
         const ids: string[] = [];
         for (const m of meta) {
           const sop = tagStr(m, "00080018");
@@ -1387,6 +1405,7 @@ export async function viewer(main: HTMLElement): Promise<void> {
   }
   const first = seriesList.find((s) => s.uid === (wanted || slots[0].series)) || seriesList[0];
   const mammo = !hang && !wanted && !params.get("layout") && !phone() && first?.modality === "MG";
+  if (first && loadTimes.previewSeries && loadTimes.previewSeries !== first.uid) losslessShown(); // a hanging protocol chose another
   const firstImage = new Promise<void>((ok) => {
     slots[0].el.addEventListener(Enums.Events.IMAGE_RENDERED, () => ok(), { once: true });
   });
@@ -1395,6 +1414,8 @@ export async function viewer(main: HTMLElement): Promise<void> {
   if (!(mammo && (await hangMammo())) && first) await show(0, first.uid);
   await firstImage;
   hook.firstImageMs = Math.round(performance.now() - started);
+  hook.firstImageAtMs = loadTimes.losslessMs ?? Math.round(performance.now()); // since navigation, like the preview's
+  hook.load = loadTimes;
   await restoreSaved();
   await loadPriors().catch(() => undefined); // priors are a convenience
   hook.sinceNavigationMs = Math.round(performance.now());
