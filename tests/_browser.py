@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +52,28 @@ def keep_shots(shots: Path, names: dict[str, str]) -> None:
     for stem, name in names.items():
         if (shots / f"{stem}.png").exists():
             shutil.copy(shots / f"{stem}.png", SHOTS_FOR_PEOPLE / f"{name}.png")
+
+
+def stow(base: str, instances: Iterable[Any]) -> None:
+    """Sign in as the platform admin and STOW-RS ``instances`` (data sets or Part 10 bytes)."""
+    import httpx
+    from dicom_factory import multipart_related
+
+    parts = []
+    for item in instances:
+        if isinstance(item, bytes):
+            parts.append(item)
+            continue
+        buf = io.BytesIO()
+        item.save_as(buf, enforce_file_format=True)
+        parts.append(buf.getvalue())
+    body, content_type = multipart_related(parts)
+    with httpx.Client(base_url=base, timeout=60) as http:
+        login = http.post("/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+        assert login.status_code == 200, login.text
+        r = http.post(
+            "/dicom-web/studies", content=body,
+            headers={"Content-Type": content_type,
+                     "Authorization": f"Bearer {login.json()['token']}"},
+        )  # fmt: skip
+        assert r.status_code == 200, r.text

@@ -166,19 +166,10 @@ async def test_landing_page_links_to_sign_in(client: httpx.AsyncClient) -> None:
 
 def _store_a_study(base: str) -> str:
     """A CT study in the default institution, stored over STOW-RS as the admin."""
-    from dicom_factory import make_ct, multipart_related
+    from dicom_factory import make_ct
 
     study = "1.2.826.0.1.3680043.10.511.77"
-    with httpx.Client(base_url=base, timeout=30) as http:
-        login = http.post("/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
-        assert login.status_code == 200, login.text
-        body, content_type = multipart_related([make_ct(study_uid=study)])
-        auth = f"Bearer {login.json()['token']}"
-        r = http.post(
-            "/dicom-web/studies", content=body,
-            headers={"Content-Type": content_type, "Authorization": auth},
-        )  # fmt: skip
-        assert r.status_code == 200, r.text
+    _browser.stow(base, [make_ct(study_uid=study)])
     return study
 
 

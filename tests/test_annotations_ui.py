@@ -24,7 +24,6 @@ import numpy as np
 import pydicom
 import pytest
 from _wado_data import parse_multipart
-from dicom_factory import multipart_related
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -161,15 +160,7 @@ def prior_ct() -> list[Dataset]:
 def _store(base: str) -> tuple[str, list[Dataset]]:
     series = phantom_series()
     series += [radiograph(series[0]), angiography(series[0]), *prior_ct(), *mammograms(series[0])]
-    parts = []
-    for ds in series:
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        parts.append(buf.getvalue())
-    body, content_type = multipart_related(parts)
-    with httpx.Client(base_url=base, timeout=60, headers=_auth(base)) as http:
-        r = http.post("/dicom-web/studies", content=body, headers={"Content-Type": content_type})
-        assert r.status_code == 200, r.text
+    _browser.stow(base, series)
     return str(series[0].StudyInstanceUID), series
 
 

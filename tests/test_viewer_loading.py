@@ -14,13 +14,11 @@ Screenshots: ``/tmp/radcloud-shots/loading-*.png``.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from pathlib import Path
 
 import _browser
-import httpx
 import numpy as np
 import pytest
 from pydicom.uid import generate_uid
@@ -52,27 +50,9 @@ def _hashes(values: list[np.ndarray]) -> list[list[int]]:
 
 
 def _store(base: str) -> tuple[str, dict[str, list[list[int]]]]:
-    from dicom_factory import multipart_related
-
     study = generate_uid()
     series = _series(study, generate_uid(), generate_uid(), 2, SLICES, 2.5, False)
-    parts = []
-    for ds in series:
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        parts.append(buf.getvalue())
-    with httpx.Client(base_url=base, timeout=60) as http:
-        login = http.post(
-            "/api/auth/login", json={"username": "admin", "password": _browser.ADMIN_PASSWORD}
-        )
-        assert login.status_code == 200, login.text
-        body, content_type = multipart_related(parts)
-        auth = f"Bearer {login.json()['token']}"
-        r = http.post(
-            "/dicom-web/studies", content=body,
-            headers={"Content-Type": content_type, "Authorization": auth},
-        )  # fmt: skip
-        assert r.status_code == 200, r.text
+    _browser.stow(base, series)
     ordered = sorted(series, key=lambda ds: int(ds.InstanceNumber))
     stored = [np.frombuffer(ds.PixelData, "<u2").astype(np.int64) for ds in ordered]
     hu = [v - 1024 for v in stored]  # Cornerstone applies the modality LUT (pre-scaling)

@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import copy
 import gzip
-import io
 import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import _browser
-import httpx
 import numpy as np
 import pydicom
 import pytest
@@ -212,24 +210,8 @@ def _series(
 
 
 def _store(base: str) -> str:
-    from dicom_factory import multipart_related
-
     series = phantom_series()
-    parts = []
-    for ds in series:
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        parts.append(buf.getvalue())
-    with httpx.Client(base_url=base, timeout=60) as http:
-        login = http.post("/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
-        assert login.status_code == 200, login.text
-        body, content_type = multipart_related(parts)
-        auth = f"Bearer {login.json()['token']}"
-        r = http.post(
-            "/dicom-web/studies", content=body,
-            headers={"Content-Type": content_type, "Authorization": auth},
-        )  # fmt: skip
-        assert r.status_code == 200, r.text
+    _browser.stow(base, series)
     return str(series[0].StudyInstanceUID)
 
 

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import _browser
-import httpx
 import numpy as np
 import pytest
 from _auth import headers
-from dicom_factory import make_ct, make_ct_dataset, multipart_related
+from dicom_factory import make_ct, make_ct_dataset
 from fastapi.testclient import TestClient
 from pydicom.uid import generate_uid
 from sqlalchemy import insert, select
@@ -170,19 +169,7 @@ def test_sort_by_description(world: dict[str, Any]) -> None:
 
 
 def _store(base: str, files: dict[str, tuple[str, list[bytes]]]) -> None:
-    with httpx.Client(base_url=base, timeout=60) as http:
-        login = http.post(
-            "/api/auth/login", json={"username": "admin", "password": _browser.ADMIN_PASSWORD}
-        )
-        assert login.status_code == 200, login.text
-        auth = f"Bearer {login.json()['token']}"
-        parts = [data for _, instances in files.values() for data in instances]
-        body, content_type = multipart_related(parts)
-        r = http.post(
-            "/dicom-web/studies", content=body,
-            headers={"Content-Type": content_type, "Authorization": auth},
-        )  # fmt: skip
-        assert r.status_code == 200, r.text
+    _browser.stow(base, [data for _, instances in files.values() for data in instances])
 
 
 @pytest.mark.slow
