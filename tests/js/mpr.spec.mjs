@@ -239,6 +239,39 @@ async function desktop(browser) {
   const front = await look(page, "vr");
   assert.equal(front.hash, vr0.hash, "anterior again: the first picture");
 
+  step("transfer-function editor: drag the opacity of bone down, the VR fades; reset");
+  await page.click("#mpr-tf-toggle");
+  await page.waitForFunction(() => window.__mpr.tfScreenOf(3) !== undefined, null, { timeout: 30000 });
+  const canvasBox = await page.locator("#mpr-tf-canvas").boundingBox();
+  assert.ok(canvasBox && canvasBox.width > 150, "the editor shows");
+  const histInk = await page.evaluate(() => {
+    const c = document.getElementById("mpr-tf-canvas");
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] === 0x48 && d[i + 1] === 0x4f && d[i + 2] === 0x58) n++;
+    return n;
+  });
+  assert.ok(histInk > 50, `the volume's histogram is drawn under the curve (${histInk} px)`);
+  // bone: points at 100, 250, 500 and 1500 HU; the sphere and beads are 1000 HU
+  for (const i of [3, 2]) {
+    const [x, y] = await mpr(page, (i) => window.__mpr.tfScreenOf(i), i);
+    await drag(page, [x, y], [x, canvasBox.y + canvasBox.height - 2]);
+  }
+  await settled(page);
+  const tf = await mpr(page, () => window.__mpr.tf);
+  assert.ok(tf && tf.length === 4 && tf[2].a < 0.05 && tf[3].a < 0.05, `edited points: ${JSON.stringify(tf)}`);
+  const faded = await look(page, "vr");
+  console.log(`VR mean grey ${front.mean.toFixed(1)} → ${faded.mean.toFixed(1)} after lowering the bone opacity`);
+  assert.notEqual(faded.hash, front.hash, "editing the opacity changed the VR picture");
+  assert.ok(faded.mean < front.mean * 0.8, "less opacity: a fainter rendering");
+  assert.equal((await pane(page, "vr")).info.camera.width, Math.round(vb.width), "the full-size picture once the edit ended");
+  await shot(page, "vr-tf");
+  await page.click("#mpr-tf-reset");
+  await settled(page);
+  assert.equal(await mpr(page, () => window.__mpr.tf), undefined);
+  assert.equal((await look(page, "vr")).hash, front.hash, "reset: the preset's picture again");
+  await page.click("#mpr-tf-toggle");
+
   step("zoom (right drag) and pan (middle drag) a plane: the cross-hair still lands on the sphere");
   const cb = await page.locator(".mpr-vp[data-view=coronal]").boundingBox();
   const fitMm = (await pane(page, "coronal")).info.plane.pixel_mm;
@@ -373,4 +406,76 @@ async function phone(browser) {
   await context.close();
 }
 
-await run([desktop, phone], "ok: MPR / 3D layout passed");
+async function curved(browser) {
+  const context = await browser.newContext(DESKTOP);
+  const page = watch(await context.newPage(), "cpr");
+  const tube = P.tube;
+  const next = `/viewer?study=${STUDY_UID}&series=${tube.series}`;
+  await page.goto(base + next);
+  await signIn(page, next);
+  await ready(page);
+
+  step("CPR: click points along the curved tube on the axial plane");
+  await page.click("#act-mpr");
+  await page.waitForFunction((s) => window.__mpr && window.__mpr.status === "ready" && window.__mpr.series === s, tube.series, { timeout: 120000 });
+  await page.waitForFunction(() => window.__mpr.panes().axial.loads > 0, null, { timeout: 120000 });
+  await settled(page);
+  const plane = (await pane(page, "axial")).info.plane;
+  assert.ok(Math.abs(plane.center[2] - tube.arc[0][2]) < 1, `the axial plane holds the tube (z = ${plane.center[2]})`);
+  await page.click("#mpr-mode-cpr");
+  for (const pt of tube.arc) {
+    const [x, y] = await mpr(page, (pt) => window.__mpr.toPixel("axial", pt), pt);
+    const [sx, sy] = await screenOf(page, "axial", x, y);
+    await page.mouse.click(sx, sy);
+  }
+  await page.waitForFunction((n) => window.__mpr.cpr && window.__mpr.cpr.points.length === n, tube.arc.length, { timeout: 60000 });
+  await settled(page);
+  const cpr = await mpr(page, () => window.__mpr.cpr);
+  const clicked = cpr.points.slice(1).reduce((s, q, i) => s + Math.hypot(...q.map((v, k) => v - cpr.points[i][k])), 0);
+  console.log(`FIGURE CPR length ${cpr.length_mm} mm; clicked path ${clicked.toFixed(2)} mm; true arc ${tube.arcLength.toFixed(2)} mm; pixel ${cpr.pixel_mm} mm`);
+  assert.ok(Math.abs(cpr.length_mm - clicked) <= cpr.pixel_mm, "the CPR is as long as the clicked path, within a pixel");
+  assert.ok(Math.abs(cpr.length_mm - tube.arcLength) <= cpr.pixel_mm + 0.5, "…and as the tube (chords of 15° arcs)");
+  assert.equal(cpr.cpr, "straightened");
+  const band = await page.evaluate(() => {
+    const img = document.querySelector("#mpr-cpr img");
+    const w = img.naturalWidth, h = img.naturalHeight;
+    const c = document.createElement("canvas");
+    c.width = w; c.height = h;
+    const ctx = c.getContext("2d");
+    ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, w, h).data;
+    const rows = [];
+    for (let y = 0; y < h; y++) {
+      let n = 0, sx = 0;
+      for (let x = 0; x < w; x++) if (d[4 * (y * w + x)] > 200) { n++; sx += x; }
+      rows.push({ n, x: n ? sx / n : -1 });
+    }
+    return { w, h, rows };
+  });
+  assert.equal(band.w, cpr.width);
+  assert.equal(band.h, cpr.rows);
+  const inner = band.rows.slice(3, -3); // the tube's rounded ends aside
+  for (const [i, r] of inner.entries()) {
+    assert.ok(Math.abs(r.x - cpr.center_column) <= 1, `row ${i + 3}: the tube lies on the centre column (${r.x})`);
+    assert.ok(Math.abs(r.n * cpr.pixel_mm - 2 * tube.radius) <= 2 * cpr.pixel_mm, `row ${i + 3}: the tube is ${r.n} px across`);
+  }
+  const ink = await page.evaluate(() => { // the path is drawn on the plane (#ff6ad5)
+    const c = document.querySelector(".mpr-vp[data-view=axial] canvas");
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] > 240 && Math.abs(d[i + 1] - 0x6a) < 12 && Math.abs(d[i + 2] - 0xd5) < 12) n++;
+    return n;
+  });
+  assert.ok(ink > 50, `the clicked path is drawn on the axial plane (${ink} px)`);
+  await shot(page, "cpr-straightened");
+  await page.selectOption("#mpr-cpr-kind", "stretched");
+  await page.waitForFunction(() => window.__mpr.cpr.cpr === "stretched", null, { timeout: 60000 });
+  const stretched = await mpr(page, () => window.__mpr.cpr);
+  assert.ok(Math.abs(stretched.length_mm - cpr.length_mm) < 1e-6, "the same path, stretched");
+  await shot(page, "cpr-stretched");
+  await page.click("#mpr-cpr-clear");
+  assert.equal(await page.locator("#mpr-cpr").isHidden(), true, "clearing the path shows the VR again");
+  await context.close();
+}
+
+await run([desktop, curved, phone], "ok: MPR / 3D layout passed");

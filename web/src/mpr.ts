@@ -1,24 +1,30 @@
 // MPR / 3D layout of the viewer, drawn by the server (issue 5): axial, coronal and sagittal planes
 // with one shared cross-hair, oblique rotation, slabs (MIP / MinIP / average), W/L, length and CT
 // value on the planes, and a volume rendering (presets, rotate, six orientations, virtual scalpel);
-// any view can be saved as a new series.  Every picture is a GET .../view; the latest request of a
+// any view can be saved as a new series.  A transfer-function editor (mpr_tf.ts) edits the VR's
+// opacity and colour over the volume's histogram, live; a CPR path clicked on the planes shows as a
+// curved planar reformat (straightened or stretched) in the 4th viewport.  Every picture is a GET .../view; the latest request of a
 // viewport wins (older fetches are aborted, the server drops superseded ones), and drags send at
 // most one request per viewport and animation frame.
 
 import { ApiError, getJSON, h, signIn } from "./api";
 import { t, onLangChange, translate } from "./i18n";
+import { TfEditor, type TfPoint, type TfPreset, presetPoints, tfQuery } from "./mpr_tf";
 import { type PlaneInfo, type Vec3, add, clipLine, dist, dot, lineIn, normalOf, scale, sub, toPatient, toPixel } from "./mpr_math";
 
 type PlaneName = "axial" | "coronal" | "sagittal";
 type PaneName = PlaneName | "vr";
-type Mode = "cross" | "scroll" | "wl" | "rotate" | "length" | "probe" | "cut";
+type Mode = "cross" | "scroll" | "wl" | "rotate" | "length" | "probe" | "cut" | "cpr";
 
 const PLANES: PlaneName[] = ["axial", "coronal", "sagittal"];
 const PANES: PaneName[] = [...PLANES, "vr"];
 const COLORS: Record<PaneName, string> = { axial: "#4493f8", coronal: "#3fb950", sagittal: "#f0883e", vr: "#a371f7" };
 /** Width and height (pixels) of saved images. */
 const SAVED_SIZE = 512;
-const MODES: Mode[] = ["cross", "scroll", "wl", "rotate", "length", "probe", "cut"];
+const MODES: Mode[] = ["cross", "scroll", "wl", "rotate", "length", "probe", "cut", "cpr"];
+/** Columns of a CPR picture (its width across the path, in pixels of the volume's finest spacing). */
+const CPR_WIDTH = 160;
+const CPR_COLOR = "#ff6ad5";
 /** W/L presets [label key, width, centre] (the 2D viewer's labels). */
 const WINDOWS: Array<[string, number, number]> = [
   ["preset.lung", 1500, -600], ["preset.mediastinum", 350, 50], ["preset.bone", 2000, 400], ["preset.brain", 80, 40], ["preset.abdomen", 400, 50],
@@ -33,7 +39,9 @@ const ORIENTATIONS: Array<[string, string]> = [
 interface Facts {
   modality: string; center: Vec3; window: [number, number]; value_range: [number, number];
   geometry: { shape: number[]; spacing_mm: number[]; slice_gap_mm: number };
+  histogram?: { range: [number, number]; counts: number[] };
 }
+interface CprInfo { kind: string; cpr: string; rows: number; width: number; pixel_mm: number; length_mm: number; center_column: number }
 interface ViewInfo { kind: string; plane?: PlaneInfo; camera?: PlaneInfo; slab_mm?: number; mode?: string; window?: number[]; render_ms?: number; seq?: number }
 interface Measure { a: Vec3; b: Vec3; normal: Vec3; offset: number }
 interface Probe { p: Vec3; value: number | null; normal: Vec3; offset: number }
@@ -98,10 +106,13 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
   const undoBtn = btn("mpr-undo", "mpr.undo");
   const countIn = h("input", { id: "mpr-count", type: "number", min: "1", max: "200", value: "1", class: "mpr-count", "aria-label": "images" }) as HTMLInputElement;
   const saveBtn = btn("mpr-save", "mpr.save", "primary");
+  const tfBtn = btn("mpr-tf-toggle", "mpr.tf");
+  const cprSel = sel("mpr-cpr-kind", "mpr.cprKind");
+  const cprClearBtn = btn("mpr-cpr-clear", "mpr.cprClear");
   const bar = h("div", { class: "mpr-bar", id: "mpr-bar", role: "toolbar" },
     group(closeBtn), group(...modeBtns.values()), group(wlSel),
     group(h("span", { class: "mpr-lbl", "data-i18n": "mpr.slab" }, t("mpr.slab")), slab, slabOut, slabMode),
-    group(resetBtn, clearBtn), group(vrSel, ...orientBtns), group(removeSel, undoBtn),
+    group(resetBtn, clearBtn), group(vrSel, tfBtn, ...orientBtns), group(removeSel, undoBtn), group(cprSel, cprClearBtn),
     group(h("span", { class: "mpr-lbl", "data-i18n": "mpr.images" }, t("mpr.images")), countIn, saveBtn));
   const tabs = h("div", { class: "mpr-tabs", role: "tablist" });
   const gridEl = h("div", { class: "mpr-grid", id: "mpr-grid" });
@@ -122,6 +133,9 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
     const rm = removeSel.value || "inside";
     removeSel.replaceChildren(h("option", { value: "inside" }, t("mpr.cutInside")), h("option", { value: "outside" }, t("mpr.cutOutside")));
     removeSel.value = rm;
+    const ck = cprSel.value || "straightened";
+    cprSel.replaceChildren(h("option", { value: "straightened" }, t("mpr.cprStraightened")), h("option", { value: "stretched" }, t("mpr.cprStretched")));
+    cprSel.value = ck;
   }
   fillSelects();
 
@@ -144,6 +158,24 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
     tabBtns.set(name, tab);
   }
 
+  // the transfer-function editor and the CPR picture lie over the 4th viewport
+  const tf = new TfEditor((points, live) => {
+    tfPoints = points ? points.map((q) => ({ ...q })) : undefined;
+    if (!points) resetTf();
+    hook.tf = tfPoints;
+    dragging = live;
+    panes.vr.fast = live;
+    invalidate("vr");
+  });
+  panes.vr.cell.append(tf.el);
+  const cprImg = h("img", { class: "mpr-cpr-img", alt: "", draggable: "false" }) as HTMLImageElement;
+  const cprLabel = h("div", { class: "mpr-label" }) as HTMLDivElement;
+  const cprEl = h("div", { class: "mpr-cpr", id: "mpr-cpr" }, cprImg, cprLabel) as HTMLDivElement;
+  cprEl.style.setProperty("--mpr-color", CPR_COLOR);
+  cprEl.hidden = true;
+  for (const type of ["pointerdown", "pointermove", "pointerup", "wheel"]) cprEl.addEventListener(type, (e) => e.stopPropagation());
+  panes.vr.cell.append(cprEl);
+
   area.hidden = true;
   area.after(root);
 
@@ -156,6 +188,14 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
   let vrPreset = "bone";
   let orientation = "anterior";
   let azimuth = 0, elevation = 0;
+  let tfPoints: TfPoint[] | undefined; // undefined: the preset's own curve
+  let presets: Record<string, TfPreset> | undefined;
+  const cprPath: Vec3[] = [];
+  let cprSeq = 0;
+  let cprCtrl: AbortController | undefined;
+  let cprInfo: CprInfo | undefined;
+  let cprView: Vec3 | undefined;
+  let cprUrl: string | undefined;
   const cuts: Cut[] = [];
   let last: CrosshairReply | undefined;
   let closed = false;
@@ -212,7 +252,9 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
     if (p.zoom !== 1 && p.fov) view.pixel_mm = Number((p.fov / w / p.zoom).toPrecision(6));
     if (p.pan) view.center = p.pan;
     if (p.name === "vr") {
-      return { kind: "vr", preset: vrPreset, orientation, azimuth, elevation, cuts, width: w, height: hh, ...view };
+      const edited = tfPoints && tfPoints.length >= 2
+        ? { opacity: tfPoints.map((q) => [q.v, q.a]), colors: tfPoints.map((q) => [q.v, ...q.c]) } : {};
+      return { kind: "vr", preset: vrPreset, orientation, azimuth, elevation, cuts, width: w, height: hh, ...edited, ...view };
     }
     // the shown plane moves only along its normal: the cursor's motion within it changes nothing
     let at = cursor;
@@ -228,6 +270,7 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(body)) {
       if (k === "cuts") { if ((v as Cut[]).length) q.set(k, JSON.stringify(v)); }
+      else if (k === "opacity" || k === "colors") { if (tfPoints) q.set(k, tfQuery(tfPoints)[k]); }
       else if (Array.isArray(v)) q.set(k, fmt(v as number[]));
       else q.set(k, String(v));
     }
@@ -251,6 +294,7 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
     for (const n of PANES) {
       const p = panes[n];
       if (!p.dirty || p.cell.getBoundingClientRect().width < 2) continue; // hidden (phone tabs): when shown
+      if (n === "vr" && !cprEl.hidden) continue; // the CPR covers it: when it is cleared
       const key = query(viewBody(p)).toString();
       if (key === (p.ctrl ? p.asked : p.shown)) { p.dirty = false; continue; } // asked for already
       if (p.ctrl && dragging) continue; // sent when the one in flight is back
@@ -422,6 +466,20 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
         ctx.strokeRect(px(qx) - 3 * dpr, px(qy) - 3 * dpr, 6 * dpr, 6 * dpr);
         text(ctx, q.value === null ? t("mpr.outside") : `${q.value.toFixed(0)} ${unit()}`, px(qx) + 6 * dpr, px(qy) - 6 * dpr);
       }
+      if (cprPath.length) { // the CPR path, projected (solid where it lies in this plane)
+        const n = normalOf(plane);
+        ctx.strokeStyle = ctx.fillStyle = CPR_COLOR;
+        ctx.beginPath();
+        cprPath.forEach((q, i) => { const [qx, qy] = toPixel(plane, q); if (i) ctx.lineTo(px(qx), px(qy)); else ctx.moveTo(px(qx), px(qy)); });
+        ctx.stroke();
+        for (const q of cprPath) {
+          const [qx, qy] = toPixel(plane, q);
+          const near = Math.abs(dot(sub(q, plane.center), n)) < Math.max(1, plane.pixel_mm);
+          ctx.beginPath();
+          ctx.arc(px(qx), px(qy), (near ? 3.5 : 2) * dpr, 0, 2 * Math.PI);
+          ctx.fill();
+        }
+      }
     }
     extra?.(ctx, k);
   }
@@ -460,6 +518,7 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
       }
       p.label.textContent = parts.join(" · ");
     }
+    if (cprInfo) cprLabel.textContent = `${t("mpr.cpr")} · ${t(cprInfo.cpr === "stretched" ? "mpr.cprStretched" : "mpr.cprStraightened")} · ${cprInfo.length_mm.toFixed(1)} mm`;
     const at = cursor.map((v) => v.toFixed(1)).join(", ");
     const value = last && last.value !== null && dist(last.cursor, cursor) < 1e-3 ? ` · ${last.value.toFixed(0)} ${unit()}` : "";
     status(`${t("mpr.cursor")} (${at}) mm${value}`);
@@ -550,6 +609,7 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
         hook.window = windowCW;
         wlSel.value = "";
         invalidate(...PLANES);
+        if (!cprEl.hidden) void requestCpr(); // the CPR in the same window
       } else if (mode === "rotate") {
         p.angles = [drag.a0[0] + dy * 0.4, drag.a0[1] + dx * 0.4, drag.a0[2]];
         hook.angles = anglesOf();
@@ -597,6 +657,7 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
       const plane = p.info?.plane;
       if (!plane || !ip) return;
       if (mode === "cross") void confirmPick(name, ip[0], ip[1]);
+      else if (mode === "cpr" && !d.moved) addCprPoint(toPatient(plane, ip[0], ip[1]), normalOf(plane));
       else if (mode === "probe") void confirmPick(name, ip[0], ip[1], true);
       else if (mode === "length" && d.start) {
         const b = toPatient(plane, ip[0], ip[1]);
@@ -642,6 +703,7 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
     windowCW = wlSel.value === "default" && facts ? [...facts.window] : (wlSel.value.split(",").map(Number) as [number, number]);
     hook.window = windowCW;
     invalidate(...PLANES);
+    if (!cprEl.hidden) void requestCpr();
   });
   const onSlab = () => {
     slabOut.textContent = `${slab.value} mm`;
@@ -663,7 +725,86 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
     hook.measures = [];
     hook.probes = [];
   });
-  vrSel.addEventListener("change", () => { vrPreset = vrSel.value; hook.vrPreset = vrPreset; invalidate("vr"); label(); });
+  vrSel.addEventListener("change", () => { vrPreset = vrSel.value; hook.vrPreset = vrPreset; resetTf(); invalidate("vr"); label(); });
+  tfBtn.addEventListener("click", () => {
+    tf.el.hidden = !tf.el.hidden;
+    tfBtn.classList.toggle("on", !tf.el.hidden);
+    hook.tfOpen = !tf.el.hidden;
+    if (!tf.el.hidden) { setCurrent("vr"); void loadPresets(); }
+  });
+  cprSel.addEventListener("change", () => void requestCpr());
+  cprClearBtn.addEventListener("click", () => {
+    cprPath.length = 0;
+    cprCtrl?.abort();
+    cprSeq++;
+    cprInfo = undefined;
+    hook.cpr = undefined;
+    cprEl.hidden = true;
+    for (const n of PLANES) draw(panes[n]);
+    invalidate("vr");
+  });
+
+  /** Back to the preset's own curve (the editor shows its points). */
+  function resetTf(): void {
+    tfPoints = undefined;
+    hook.tf = undefined;
+    const preset = presets?.[vrPreset];
+    if (preset && facts) tf.setPoints(presetPoints(preset, facts.value_range));
+  }
+  async function loadPresets(): Promise<void> {
+    if (presets) return;
+    try {
+      presets = (await getJSON<{ presets: Record<string, TfPreset> }>("/api/volume/presets")).presets;
+      if (!tfPoints) resetTf();
+    } catch (e) {
+      status(t("mpr.failed", { e: (e as Error).message }), true);
+    }
+  }
+
+  // ---- curved planar reformation ------------------------------------------------------
+  function addCprPoint(q: Vec3, normal: Vec3): void {
+    cprPath.push(q);
+    cprView = normal; // stretched: seen as on the plane the path was drawn on
+    hook.cprPath = cprPath.map((x) => [...x]);
+    for (const n of PLANES) draw(panes[n]);
+    void requestCpr();
+  }
+  /** The CPR along the path so far, in the 4th viewport; the latest request wins. */
+  async function requestCpr(): Promise<void> {
+    if (cprPath.length < 2) return;
+    const seq = ++cprSeq;
+    cprCtrl?.abort();
+    const ctrl = (cprCtrl = new AbortController());
+    const kind = cprSel.value || "straightened";
+    const body = { path: cprPath, kind, width: CPR_WIDTH, window: windowCW, format: "png", client, viewport: "cpr", seq,
+      ...(kind === "stretched" && cprView ? { direction: cprView } : {}) };
+    try {
+      const r = await fetch(base + "/cpr", { method: "POST", credentials: "same-origin", signal: ctrl.signal,
+        headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      if (r.status === 401) signIn();
+      if (r.status === 204 || seq !== cprSeq) return;
+      if (!r.ok) throw new ApiError(r.status, `${r.status} ${await detail(r)}`);
+      const info = JSON.parse(r.headers.get("X-Radcloud-View") || "{}") as CprInfo;
+      const url = URL.createObjectURL(await r.blob());
+      const img = new Image();
+      img.src = url;
+      await img.decode();
+      if (seq !== cprSeq || closed) { URL.revokeObjectURL(url); return; }
+      cprImg.src = url;
+      if (cprUrl) URL.revokeObjectURL(cprUrl);
+      cprUrl = url;
+      cprInfo = info;
+      cprEl.hidden = false;
+      cprEl.dataset.loads = String(Number(cprEl.dataset.loads || 0) + 1);
+      hook.cpr = { ...info, points: cprPath.map((x) => [...x]) };
+      label();
+    } catch (e) {
+      if ((e as Error).name === "AbortError") return;
+      status(t("mpr.failed", { e: (e as Error).message }), true);
+    } finally {
+      if (cprCtrl === ctrl) cprCtrl = undefined;
+    }
+  }
   ORIENTATIONS.forEach(([o], i) => orientBtns[i].addEventListener("click", () => {
     orientation = o;
     azimuth = elevation = 0;
@@ -737,6 +878,8 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
     resize.disconnect();
     cancelAnimationFrame(frame);
     for (const n of PANES) { panes[n].ctrl?.abort(); if (panes[n].url) URL.revokeObjectURL(panes[n].url!); }
+    cprCtrl?.abort();
+    if (cprUrl) URL.revokeObjectURL(cprUrl);
     root.remove();
     area.hidden = false;
     hook.status = "closed";
@@ -746,6 +889,13 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
 
   // ---- go -------------------------------------------------------------------------
   hook.close = close;
+  /** Client point of transfer-function point ``i`` on the editor's canvas. */
+  hook.tfScreenOf = (i: number) => {
+    const at = tf.pixelOf(i);
+    if (!at) return undefined;
+    const r = tf.canvas.getBoundingClientRect();
+    return [r.left + (at[0] * r.width) / tf.canvas.width, r.top + (at[1] * r.height) / tf.canvas.height];
+  };
   hook.panes = () => Object.fromEntries(PANES.map((n) => [n, { info: panes[n].info, loads: panes[n].loads, angles: panes[n].angles }]));
   hook.toPatient = (n: PaneName, x: number, y: number) => { const g = panes[n].info?.plane; return g ? toPatient(g, x, y) : undefined; };
   hook.toPixel = (n: PaneName, pt: Vec3) => { const g = panes[n].info?.plane; return g ? toPixel(g, pt) : undefined; };
@@ -760,10 +910,12 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
   hook.settled = async () => {
     for (let i = 0; i < 200; i++) {
       await new Promise((ok) => setTimeout(ok, 30));
-      const busy = frame !== 0 || PANES.some((n) => panes[n].dirty && panes[n].cell.getBoundingClientRect().width >= 2);
+      // a viewport waits for a picture unless hidden (phone tabs) or covered by the CPR
+      const waits = (n: PaneName) => panes[n].dirty && panes[n].cell.getBoundingClientRect().width >= 2 && !(n === "vr" && !cprEl.hidden);
+      const busy = frame !== 0 || cprCtrl !== undefined || PANES.some(waits);
       if (!busy) {
         await Promise.all(PANES.map((n) => panes[n].pending));
-        if (frame === 0 && PANES.every((n) => !panes[n].dirty || panes[n].cell.getBoundingClientRect().width < 2)) return true;
+        if (frame === 0 && cprCtrl === undefined && !PANES.some(waits)) return true;
       }
     }
     return false;
@@ -788,6 +940,7 @@ export function openMpr(area: HTMLElement, study: string, series: string, onClos
     vrSel.value = vrPreset;
     hook.cursor = cursor;
     hook.window = windowCW;
+    tf.setVolume(facts.histogram?.range ?? facts.value_range, facts.histogram?.counts);
     label();
     resize.observe(gridEl);
     invalidate();

@@ -9,6 +9,14 @@ The caster is compiled by numba: numpy/scipy sampling of the same rays
 measured 2-3 s a frame on this machine (``bench/volume_3d.py``), the compiled
 caster a fraction of a second.
 
+Image quality: rays start at a fixed per-pixel fraction of a step (no rings of
+equal sample depth, "wood grain"), the first sample of each visible run is moved
+onto the transparent-to-visible crossing by bisection, normals come from a
+lightly smoothed copy (no bands from a hard-edged object's voxel staircase), and
+opacities are given per mm and corrected for the sample step.  Measured on the
+bench's chest CT: about 10-20 % more time per frame, one more float32 copy
+(``tests/test_volume_vr.py`` holds the shading tests).
+
 Cameras are orthographic: one of six standard orientations turned by azimuth,
 elevation and roll, zoom in mm per pixel and a pan centre.  A virtual scalpel
 (:mod:`radcloud.volume.scalpel`) hides voxels through a mask at the working
@@ -37,6 +45,11 @@ BLOCK = 4
 #: Largest working copy (voxels); coarser spacing beyond it.
 MAX_PROXY_VOXELS = 40_000_000
 LUT_SIZE = 4096
+#: Bisection halvings that place the first sample of a visible run on its crossing
+#: (1/32 of a step).
+REFINE = 5
+#: Gaussian sigma (voxels of the working copy) of the copy normals are taken from.
+NORMAL_SIGMA = 1.3
 
 #: (forward = view direction, screen down) of each standard orientation, LPS axes.
 ORIENTATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -113,12 +126,14 @@ class Proxy:
     value_range: tuple[float, float]
     block_min: np.ndarray  # (k, j, i) per BLOCK^3 voxels: for empty-space skipping
     block_max: np.ndarray
+    smooth: np.ndarray  # data smoothed by NORMAL_SIGMA: for normals only
     masks: dict[str, np.ndarray] = field(default_factory=dict)  # scalpel masks by cuts key
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def nbytes(self) -> int:
-        return int(self.data.nbytes) + sum(int(m.nbytes) for m in self.masks.values())
+        masks = sum(int(m.nbytes) for m in self.masks.values())
+        return int(self.data.nbytes) + int(self.smooth.nbytes) + masks
 
 
 def make_proxy(data: np.ndarray, geometry: Geometry) -> Proxy:
@@ -139,7 +154,19 @@ def make_proxy(data: np.ndarray, geometry: Geometry) -> Proxy:
     )
     lo, hi = float(data.min()), float(data.max())
     bmin, bmax = _blocks(reduced)
-    return Proxy(np.ascontiguousarray(reduced, np.float32), proxy_geometry, (lo, hi), bmin, bmax)
+    reduced = np.ascontiguousarray(reduced, np.float32)
+    return Proxy(reduced, proxy_geometry, (lo, hi), bmin, bmax, _smoothed(reduced))
+
+
+def _smoothed(data: np.ndarray) -> np.ndarray:
+    """``data`` under a light Gaussian: normals of a hard-edged object then follow its
+    shape instead of its voxel staircase (central differences of the raw values turn
+    by 45 or 90 degrees at each step and band the shading)."""
+    from scipy import ndimage
+
+    return np.ascontiguousarray(
+        ndimage.gaussian_filter(data, NORMAL_SIGMA, mode="nearest", truncate=2.5), np.float32
+    )
 
 
 def _blocks(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -208,6 +235,28 @@ _proxy_lock = threading.Lock()
 
 
 # ------------------------------------------------------------------ transfer function
+
+#: Bins of the value histogram the transfer-function editor draws.
+HISTOGRAM_BINS = 128
+
+
+def histogram(volume: Any) -> dict[str, Any]:
+    """Counts of the volume's values in ``HISTOGRAM_BINS`` equal bins over its value range.
+
+    Drawn under the transfer-function editor's curve, so that opacity points can be put
+    on the peaks of the tissues; counted on every 2nd voxel of each axis (enough for a
+    picture) and kept with the volume.
+    """
+    cached = volume.cache.get("histogram")
+    if cached is None:
+        lo, hi = (float(x) for x in volume.value_range)
+        if hi <= lo:
+            hi = lo + 1.0
+        sample = volume.data[::2, ::2, ::2]
+        counts, _ = np.histogram(sample, bins=HISTOGRAM_BINS, range=(lo, hi))
+        cached = volume.cache["histogram"] = {"range": [lo, hi], "counts": counts.tolist()}
+    assert isinstance(cached, dict)
+    return cached
 
 
 def transfer_lut(
@@ -337,6 +386,7 @@ def render(
     out = np.zeros((height, width, 3), np.float32)
     _cast(
         proxy.data,
+        proxy.smooth,
         occupancy(proxy, lut, lut_lo, lut_scale),
         mask if mask is not None else np.ones((1, 1, 1), np.uint8),
         mask is not None,
@@ -387,9 +437,45 @@ def _leave(p: float, b: int, d: float) -> float:
     return 1e30
 
 
+@numba.njit(cache=True, inline="always")
+def _jitter(x: int, y: int) -> float:
+    """A fixed pseudo-random fraction in [0, 1) per pixel (integer hash: reproducible)."""
+    h = (x * 374761393 + y * 668265263) & 0xFFFFFFFF
+    h = ((h ^ (h >> 13)) * 1274126177) & 0xFFFFFFFF
+    h = h ^ (h >> 16)
+    return h / 4294967296.0
+
+
+@numba.njit(cache=True, inline="always")
+def _visible(
+    vol: np.ndarray,
+    mask: np.ndarray,
+    use_mask: bool,
+    lut: np.ndarray,
+    lut_lo: float,
+    lut_scale: float,
+    k: float,
+    j: float,
+    i: float,
+) -> bool:
+    """Whether the sample at index (k, j, i) has some opacity and is not cut away."""
+    nk, nj, ni = vol.shape
+    e = int((trilinear(vol, k, j, i) - lut_lo) * lut_scale)
+    e = min(max(e, 0), lut.shape[0] - 1)
+    if lut[e, 3] <= 0.0:
+        return False
+    if use_mask:
+        kn = min(max(int(k + 0.5), 0), nk - 1)
+        jn = min(max(int(j + 0.5), 0), nj - 1)
+        i_n = min(max(int(i + 0.5), 0), ni - 1)
+        return mask[kn, jn, i_n] != 0
+    return True
+
+
 @numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
 def _cast(  # pragma: no cover - compiled
     vol: np.ndarray,
+    smooth: np.ndarray,
     occ: np.ndarray,
     mask: np.ndarray,
     use_mask: bool,
@@ -406,6 +492,17 @@ def _cast(  # pragma: no cover - compiled
     shading: bool,
     out: np.ndarray,
 ) -> None:
+    """Composite front to back along one ray per pixel of ``out``.
+
+    Three things keep a regular sample lattice out of the picture: each ray starts at
+    its own fraction of a step (a fixed hash of the pixel), so no two neighbours sample
+    the same depths (no "wood-grain" rings); where a ray passes from transparent to
+    visible values the crossing is found by bisection (``REFINE`` halvings) and
+    sampling restarts there, so surfaces are sampled at the same depth behind the
+    crossing whatever the lattice; and normals are central differences (±1 voxel) of
+    ``smooth``, a lightly smoothed copy, so a hard-edged object's voxel staircase does
+    not band the shading.
+    """
     nk, nj, ni = vol.shape
     height, width = out.shape[0], out.shape[1]
     top = lut.shape[0] - 1
@@ -422,7 +519,10 @@ def _cast(  # pragma: no cover - compiled
             g = 0.0
             b = 0.0
             trans = 1.0
-            t = float(math.ceil(t0))
+            t = math.floor(t0) + _jitter(x, y)
+            if t < t0:
+                t += 1.0
+            clear = True  # the previous sample was transparent (or there was none)
             while t <= t1 and trans > 0.02:
                 k = p0 + t * dd[0]
                 j = p1 + t * dd[1]
@@ -431,9 +531,9 @@ def _cast(  # pragma: no cover - compiled
                 bj = int(j) // BLOCK
                 bi = int(i) // BLOCK
                 if occ[bk, bj, bi] == 0:  # transparent brick: jump to where the ray leaves it
-                    t = max(t + 1.0, math.floor(t + _exit(k, j, i, bk, bj, bi, dd)) + 1.0)
+                    t += max(1.0, math.floor(_exit(k, j, i, bk, bj, bi, dd)) + 1.0)
+                    clear = True
                     continue
-                t += 1.0
                 if 0.0 <= k < nk - 1.0 and 0.0 <= j < nj - 1.0 and 0.0 <= i < ni - 1.0:
                     val = trilinear_inside(vol, k, j, i)
                 else:
@@ -441,19 +541,40 @@ def _cast(  # pragma: no cover - compiled
                 e = int((val - lut_lo) * lut_scale)
                 e = min(max(e, 0), top)
                 alpha = lut[e, 3]
-                if alpha <= 0.0:
-                    continue
                 kn = min(max(int(k + 0.5), 0), nk - 1)
                 jn = min(max(int(j + 0.5), 0), nj - 1)
                 i_n = min(max(int(i + 0.5), 0), ni - 1)
-                if use_mask and mask[kn, jn, i_n] == 0:
+                if alpha <= 0.0 or (use_mask and mask[kn, jn, i_n] == 0):
+                    clear = True
+                    t += 1.0
                     continue
+                if clear:  # entering visible values: restart at the crossing
+                    lo = max(t - 1.0, t0)
+                    hi = t
+                    for _ in range(REFINE):
+                        mid = 0.5 * (lo + hi)
+                        if _visible(
+                            vol, mask, use_mask, lut, lut_lo, lut_scale,
+                            p0 + mid * dd[0], p1 + mid * dd[1], p2 + mid * dd[2],
+                        ):  # fmt: skip
+                            hi = mid
+                        else:
+                            lo = mid
+                    t = hi
+                    k = p0 + t * dd[0]
+                    j = p1 + t * dd[1]
+                    i = p2 + t * dd[2]
+                    e = int((trilinear(vol, k, j, i) - lut_lo) * lut_scale)
+                    e = min(max(e, 0), top)
+                    alpha = lut[e, 3]
+                    clear = False
+                t += 1.0
                 shade = 1.0
                 spec = 0.0
-                if shading:  # central differences of interpolated values
-                    gk = trilinear(vol, k + 1.0, j, i) - trilinear(vol, k - 1.0, j, i)
-                    gj = trilinear(vol, k, j + 1.0, i) - trilinear(vol, k, j - 1.0, i)
-                    gi = trilinear(vol, k, j, i + 1.0) - trilinear(vol, k, j, i - 1.0)
+                if shading:  # central differences of the smoothed copy
+                    gk = trilinear(smooth, k + 1.0, j, i) - trilinear(smooth, k - 1.0, j, i)
+                    gj = trilinear(smooth, k, j + 1.0, i) - trilinear(smooth, k, j - 1.0, i)
+                    gi = trilinear(smooth, k, j, i + 1.0) - trilinear(smooth, k, j, i - 1.0)
                     gx = grad_to_patient[0, 0] * gk + grad_to_patient[0, 1] * gj
                     gx += grad_to_patient[0, 2] * gi
                     gy = grad_to_patient[1, 0] * gk + grad_to_patient[1, 1] * gj
