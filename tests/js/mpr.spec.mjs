@@ -72,6 +72,7 @@ async function desktop(browser) {
   await settled(page);
   console.log(`FIGURE first MPR + VR pictures after the click: ${Date.now() - t0} ms (volume build and first compile included)`);
   assert.equal(await page.locator("#grid").isHidden(), true, "the 2D grid is hidden meanwhile");
+  assert.equal(await page.locator("#toolbar").isHidden(), true, "and so are the 2D tools");
   for (const v of ["axial", "coronal", "sagittal"]) {
     const info = (await pane(page, v)).info;
     assert.equal(info.kind, "mpr");
@@ -359,6 +360,7 @@ async function desktop(browser) {
   await page.click("#mpr-close");
   assert.equal(await page.locator("#mpr").count(), 0);
   assert.equal(await page.locator("#grid").isVisible(), true);
+  assert.equal(await page.locator("#toolbar").isVisible(), true, "the 2D tools are back");
   await context.close();
 }
 

@@ -349,7 +349,10 @@ export async function viewer(main: HTMLElement): Promise<void> {
   toolbar.append(back, togglePanel, ...PRIMARY_TOOLS.map(tool), h("span", { class: "tb-sep" }), ...groups.map((g) => g.root),
     h("span", { class: "tb-sep" }), action("cine"), action("key"), action("save"));
   const mprBtn = btn("act-mpr", "mpr.open"); // MPR / 3D of the active viewport's series, drawn by the server (mpr.ts)
-  mprBtn.addEventListener("click", () => { const s = slots[active].series; if (s) void import("./mpr").then(({ openMpr }) => openMpr(grid, seriesOf(s)?.study || study, s, () => engine.resize(true, true))); }); // its code loads on first use
+  mprBtn.addEventListener("click", () => { const s = slots[active].series; if (s) void import("./mpr").then(({ openMpr }) => {
+    toolbar.hidden = true; // the 2D tools would act on the hidden grid; MPR has its own bar
+    openMpr(grid, seriesOf(s)?.study || study, s, () => { toolbar.hidden = false; engine.resize(true, true); });
+  }); }); // its code loads on first use
   toolbar.append(mprBtn);
   // the study's report (report.ts, its own lazy page)
   toolbar.append(h("a", { class: "btn tool", id: "act-report", href: "/report?study=" + encodeURIComponent(study),
