@@ -25,6 +25,8 @@ import numba
 import numpy as np
 from scipy import ndimage
 
+from radcloud.analysis import grid
+
 LEAK_RATIO = 1.6
 THRESHOLDS = tuple(range(-980, -760, 20))
 MIN_BRANCH_MM = 4.0  # a side bud shorter than this is not a branch
@@ -119,48 +121,6 @@ def grow(hu: np.ndarray, seed: np.ndarray, allowed: np.ndarray) -> tuple[np.ndar
 
 
 @numba.njit(cache=True)
-def _geodesic(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
-    """26-neighbour breadth-first steps from ``seeds`` through ``mask`` (-1 unreached)."""
-    nk, nj, ni = mask.shape
-    dist = np.full(mask.shape, -1, np.int32)
-    queue = np.empty(mask.size if mask.size < 1 << 26 else 1 << 26, np.int64)
-    head = 0
-    tail = 0
-    for k in range(nk):
-        for j in range(nj):
-            for i in range(ni):
-                if seeds[k, j, i] and mask[k, j, i]:
-                    dist[k, j, i] = 0
-                    queue[tail] = (k * nj + j) * ni + i
-                    tail += 1
-    while head < tail:
-        v = queue[head]
-        head += 1
-        k = v // (nj * ni)
-        j = (v // ni) % nj
-        i = v % ni
-        d = dist[k, j, i] + 1
-        for dk in range(-1, 2):
-            kk = k + dk
-            if kk < 0 or kk >= nk:
-                continue
-            for dj in range(-1, 2):
-                jj = j + dj
-                if jj < 0 or jj >= nj:
-                    continue
-                for di in range(-1, 2):
-                    ii = i + di
-                    if ii < 0 or ii >= ni:
-                        continue
-                    if mask[kk, jj, ii] and dist[kk, jj, ii] < 0:
-                        dist[kk, jj, ii] = d
-                        if tail < queue.size:
-                            queue[tail] = (kk * nj + jj) * ni + ii
-                            tail += 1
-    return dist
-
-
-@numba.njit(cache=True)
 def _find(parent: np.ndarray, a: int) -> int:  # pragma: no cover - numba
     while parent[a] != a:
         parent[a] = parent[parent[a]]
@@ -235,7 +195,7 @@ def build_tree(
 ) -> tuple[list[Branch], np.ndarray]:
     """Branches and the per-voxel branch id (-1 outside) of the lumen ``mask``."""
     step_mm = float(np.mean(spacing))
-    steps = _geodesic(mask, seed & mask)
+    steps, _ = grid.breadth_first(mask, (seed & mask).astype(np.int8))
     bin_steps = 2 if step_mm < 1.2 else 1
     bins = np.where(steps >= 0, steps // bin_steps, -1).astype(np.int64)
     bin_mm = step_mm * bin_steps

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from scipy import ndimage
+
+from radcloud.analysis import grid
 
 HALF_HU = -300.0  # halfway between aerated lung (-850) and enhanced blood (+250)
 WALL_HU = 150.0  # bronchial walls stay below this; enhanced vessel cores above
@@ -81,46 +82,6 @@ def frangi(
         sign_ok = (lam[:, 1] < 0) & (lam[:, 2] < 0) if bright else (lam[:, 1] > 0) & (lam[:, 2] > 0)
         v = np.where(sign_ok, v, 0.0)
         out[idx] = np.maximum(out[idx], v.astype(np.float32))
-    return out
-
-
-@numba.njit(cache=True)
-def _race(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
-    """Multi-source breadth-first spread of ``labels`` (> 0) through ``mask`` (26-neighbour)."""
-    nk, nj, ni = mask.shape
-    out = labels.copy()
-    queue = np.empty(mask.size, np.int64)
-    tail = 0
-    for k in range(nk):
-        for j in range(nj):
-            for i in range(ni):
-                if out[k, j, i] > 0 and mask[k, j, i]:
-                    queue[tail] = (k * nj + j) * ni + i
-                    tail += 1
-    head = 0
-    while head < tail:
-        v = queue[head]
-        head += 1
-        k = v // (nj * ni)
-        j = (v // ni) % nj
-        i = v % ni
-        lab = out[k, j, i]
-        for dk in range(-1, 2):
-            kk = k + dk
-            if kk < 0 or kk >= nk:
-                continue
-            for dj in range(-1, 2):
-                jj = j + dj
-                if jj < 0 or jj >= nj:
-                    continue
-                for di in range(-1, 2):
-                    ii = i + di
-                    if ii < 0 or ii >= ni:
-                        continue
-                    if mask[kk, jj, ii] and out[kk, jj, ii] == 0:
-                        out[kk, jj, ii] = lab
-                        queue[tail] = (kk * nj + jj) * ni + ii
-                        tail += 1
     return out
 
 
@@ -203,7 +164,7 @@ def separate(
     beside = mask & (d_air - radius <= ARTERY_GAP_MM) & (d_air > 0)
     core = mask & (hu > 0.0)
     labels = _vote(core, beside)
-    labels = _race(mask, labels)
+    _, labels = grid.breadth_first(mask, labels)
     rest = mask & (labels == 0)
     if rest.any():
         labels = np.where(rest, _vote(rest, beside), labels).astype(np.int8)
