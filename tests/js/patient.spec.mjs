@@ -8,49 +8,20 @@
 // (JSON: {runs, throttle}), measures instead the first image and the report on a throttled
 // link and prints one JSON line per run (bench/patient_page.py).
 
-import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import assert from "node:assert/strict";
+import { base, shots, step, watch, shot, run } from "./browser_harness.mjs";
 
-const [base, shots] = process.argv.slice(2);
 const P = JSON.parse(process.env.PATIENT || "{}");
-assert.ok(base && shots && P.main, "usage: see the header");
-mkdirSync(shots, { recursive: true });
+assert.ok(P.main, "usage: see the header");
 if (P.downloads) mkdirSync(P.downloads, { recursive: true });
 
-const LAUNCH = {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-};
 const PHONE = {
   viewport: { width: 390, height: 844 }, deviceScaleFactor: 3, isMobile: true, hasTouch: true,
   locale: "zh-CN", acceptDownloads: true,
   userAgent: "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Mobile Safari/537.36",
 };
-
-let current = "start";
-const problems = [];
-const pages = [];
-const step = (name) => { current = name; console.log("- " + name); };
-
-function watch(page, label) {
-  pages.push(page);
-  page.on("pageerror", (error) => problems.push(`${label}: page error: ${error.message}`));
-  page.on("console", (msg) => {
-    const text = msg.text();
-    if (msg.type() === "error" && !text.startsWith("Failed to load resource")) problems.push(`${label}: console error: ${text}`);
-  });
-  return page;
-}
-
-async function shot(page, name) {
-  const path = join(shots, name + ".png");
-  await page.screenshot({ path });
-  console.log("  screenshot " + path);
-}
 
 // ------------------------------------------------------------------ touch through CDP
 
@@ -441,26 +412,5 @@ async function bench(browser) {
 
 // ------------------------------------------------------------------ run
 
-const browser = await chromium.launch(LAUNCH);
-let failed = false;
-try {
-  if (process.env.PATIENT_BENCH) await bench(browser);
-  else {
-    await visit(browser);
-    await exams(browser);
-    await desktop(browser);
-    await refusals(browser);
-  }
-  if (problems.length) throw new Error("problems in the pages:\n" + problems.join("\n"));
-  console.log(process.env.PATIENT_BENCH ? "ok: bench done" : "ok: the patient's page passed");
-} catch (error) {
-  failed = true;
-  console.log(`FAILED at step "${current}": ${error.stack || error}`);
-  for (const [i, page] of pages.entries()) {
-    if (!page.isClosed()) await page.screenshot({ path: join(shots, `failure-${i}.png`) }).catch(() => {});
-  }
-  if (problems.length) console.log(problems.join("\n"));
-} finally {
-  await browser.close();
-}
-process.exit(failed ? 1 : 0);
+if (process.env.PATIENT_BENCH) await run([bench], "ok: bench done");
+else await run([visit, exams, desktop, refusals], "ok: the patient's page passed");
