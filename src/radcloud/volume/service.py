@@ -209,7 +209,8 @@ class VolumeService:
         return self.cache.get(key, make)
 
     def describe(self, study_uid: str, series_uid: str, *, principal: Principal) -> dict[str, Any]:
-        """Geometry, default window, value range and standard planes of the series' volume."""
+        """Geometry, default window, value range, presets and value histogram of the series'
+        volume (the histogram is what the transfer-function editor draws over)."""
         vol = self.volume(study_uid, series_uid, principal=principal)
         lo, hi = vol.value_range
         return {
@@ -224,6 +225,7 @@ class VolumeService:
             "build_seconds": round(vol.build_seconds, 3),
             "presets": sorted(vr.PRESETS),
             "orientations": sorted(vr.ORIENTATIONS),
+            "histogram": vr.histogram(vol),
         }
 
     # -------------------------------------------------------------- views

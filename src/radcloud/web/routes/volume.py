@@ -190,10 +190,7 @@ def view_query(
 @router.get(_SERIES)
 def open_volume(study: str, series: str, archive: ArchiveDep, who: Who) -> dict[str, Any]:
     """Build (or find) the series' volume: geometry, default window, presets, histogram."""
-    service = VolumeService.of(archive)
-    facts = service.describe(study, series, principal=who)
-    facts["histogram"] = vr.histogram(service.volume(study, series, principal=who))
-    return facts
+    return VolumeService.of(archive).describe(study, series, principal=who)
 
 
 @router.get(_SERIES + "/view")
