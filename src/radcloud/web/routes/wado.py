@@ -344,9 +344,8 @@ def _instances(
 
     if not refs:
         raise NotFound("nothing to send")
-    first = part(
-        refs[0], syntax(refs[0]), render_service.instance_in(archive, refs[0], syntax(refs[0]))
-    )
+    ts = syntax(refs[0])
+    first = part(refs[0], ts, render_service.instance_in(archive, refs[0], ts))
 
     async def rest() -> AsyncIterator[Part]:
         async for ref, ts, body in render_service.instances_in_async(archive, refs[1:], syntax):
